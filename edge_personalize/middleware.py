@@ -1,0 +1,205 @@
+"""ASGI plumbing: pick the responses to personalize and stream them through the rewriter."""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edge_personalize.config import Config, load_config
+from edge_personalize.context import SignalReaders, VisitorContext
+from edge_personalize.personalizer import Page, Personalizer
+from edge_personalize.rewriter import SlotRewriter
+from edge_personalize.routes import RoutePlan, RouteTable
+
+# Charsets in which ASCII bytes mean ASCII characters, so markup can be found in raw bytes.
+ASCII_COMPATIBLE = frozenset(
+    {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252", "iso-8859-15"}
+)
+
+
+class PersonalizeMiddleware:
+    """Personalize marked fragments of HTML pages on the configured routes.
+
+    `config` is a path to a TOML file or a `Config`. Place it inside any compression middleware
+    (add it before GZipMiddleware), because compressed bodies are passed through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, config: Config | str | os.PathLike[str]) -> None:
+        self.app = app
+        self.config = config if isinstance(config, Config) else load_config(config)
+        self.signing_keys = self.config.signing_keys()
+        self.readers = SignalReaders(self.config)
+        self.personalizer = Personalizer(self.config, self.readers)
+        disabled = os.environ.get("EDGE_PERSONALIZE_DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}
+        self.routes = RouteTable(self.config, self.readers.cache_keys, enabled=not disabled)
+        self.standard_param = self.config.site.standard_param
+        self._standard_marker = f"{self.standard_param}=".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        plan = self.routes.match(scope["path"])
+        if plan is None or scope["method"] not in ("GET", "HEAD") or self._standard_requested(scope):
+            await self.app(scope, receive, send)
+            return
+        await PersonalizeResponder(self, plan)(scope, receive, send)
+
+    def _standard_requested(self, scope: Scope) -> bool:
+        # `?personalize=off` (or `=shared`, the link a visitor shares) is the page exactly as the app made it.
+        query: bytes = scope.get("query_string", b"")
+        if self._standard_marker not in query:
+            return False
+        values = {v for k, v in parse_qsl(query.decode("latin-1")) if k == self.standard_param}
+        return bool(values & {"off", "shared"})
+
+
+class PersonalizeResponder:
+    """Per-response state: holds the start message until the first body chunk decides the headers."""
+
+    def __init__(self, middleware: PersonalizeMiddleware, plan: RoutePlan) -> None:
+        self.middleware = middleware
+        self.plan = plan
+        self.send: Send = unattached_send
+        self.scope: Scope = {}
+        self.head = False
+        self.initial_message: Message | None = None
+        self.rewriter: SlotRewriter | None = None
+        self.page: Page | None = None
+        self.passthrough = False
+        self.started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.send = send
+        self.scope = scope
+        # HEAD must carry the headers GET would; only the rendered body can tell them.
+        self.head = scope["method"] == "HEAD"
+        app_scope = {**scope, "method": "GET"} if self.head else scope
+        await self.middleware.app(app_scope, receive, self.send_personalized)
+
+    async def send_personalized(self, message: Message) -> None:
+        message_type = message["type"]
+        if message_type == "http.response.start":
+            if self._rewritable(message):
+                self.initial_message = message
+            else:
+                self.passthrough = True
+                await self.send(message)
+        elif message_type == "http.response.body" and self.passthrough:
+            await self._send_body(message.get("body", b""), more_body=message.get("more_body", False))
+        elif message_type == "http.response.body" and not self.started:
+            self.started = True
+            body = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            assert self.initial_message is not None
+            headers = MutableHeaders(raw=self.initial_message["headers"])
+            self._prepare(headers)
+            if self.rewriter is not None:
+                if more_body:
+                    del headers["content-length"]
+                    body = self.rewriter.feed(body)
+                else:
+                    body = self.rewriter.close(body)
+                    headers["content-length"] = str(len(body))
+            await self.send(self.initial_message)
+            await self._send_body(body, more_body=more_body)
+        elif message_type == "http.response.body":
+            body = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            if self.rewriter is not None:
+                body = self.rewriter.feed(body) if more_body else self.rewriter.close(body)
+            await self._send_body(body, more_body=more_body)
+        elif message_type == "http.response.pathsend":
+            # A file sent by path cannot be rewritten: send it as the app described it.
+            if self.initial_message is not None and not self.started:
+                self.started = True
+                await self.send(self.initial_message)
+            if self.head:
+                await self.send({"type": "http.response.body", "body": b""})
+            else:
+                await self.send(message)
+        else:
+            await self.send(message)
+
+    async def _send_body(self, body: bytes, *, more_body: bool) -> None:
+        if self.head:
+            if more_body:
+                return
+            body = b""
+        await self.send({"type": "http.response.body", "body": body, "more_body": more_body})
+
+    def _rewritable(self, message: Message) -> bool:
+        if message["status"] != 200:
+            return False
+        headers = Headers(raw=message.get("headers", []))
+        media_type, _, params = headers.get("content-type", "").partition(";")
+        if media_type.strip().lower() != "text/html" or "content-encoding" in headers:
+            return False
+        if "no-transform" in headers.get("cache-control", "").lower():
+            return False
+        return charset_of(params) in ASCII_COMPATIBLE
+
+    def _prepare(self, headers: MutableHeaders) -> None:
+        """Make the headers true for every visitor context, and set up the rewriter if this visitor gets one."""
+        plan = self.plan
+        for name in plan.vary:
+            add_vary_header(headers, name)
+        if plan.private:
+            make_private(headers)
+        ctx = VisitorContext(self.middleware.readers, self.scope)
+        if ctx.device.is_bot:
+            return  # crawlers always get the standard page, with no badge
+        if plan.route.shared_links_standard and ctx.referral.category == "social":
+            return  # a link a friend shared shows what the friend saw
+        personalizer = self.middleware.personalizer
+        decisions = personalizer.decide(plan.slots, ctx)
+        if not any(decision.variant for decision in decisions.values()):
+            return
+        media = headers.get("content-type", "").partition(";")[2]
+        self.page = Page(
+            personalizer=personalizer,
+            ctx=ctx,
+            path=self.scope["path"],
+            query_string=self.scope.get("query_string", b"").decode("latin-1"),
+            charset=charset_of(media),
+            decisions=decisions,
+        )
+        self.rewriter = SlotRewriter(self.page.on_slot, max_slot_bytes=personalizer.config.limits.max_slot_bytes)
+        etag = headers.get("etag")
+        if etag is not None:
+            # The body now differs per variant set: a weak validator that names the set.
+            opaque = etag.removeprefix("W/").strip('"')
+            headers["etag"] = f'W/"{opaque}-{self.page.variant_key()}"'
+
+
+def charset_of(params: str) -> str:
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return "utf-8"
+
+
+def add_vary_header(headers: MutableHeaders, name: str) -> None:
+    """Merge `name` into Vary without repeating it (and never widen a `Vary: *`)."""
+    present = {item.strip().lower() for value in headers.getlist("vary") for item in value.split(",")}
+    if name.lower() not in present and "*" not in present:
+        headers.add_vary_header(name)
+
+
+def make_private(headers: MutableHeaders) -> None:
+    """Forbid shared caches to store the response; keep the app's other directives."""
+    kept = [
+        item.strip()
+        for item in headers.get("cache-control", "").split(",")
+        if item.strip() and item.strip().lower().split("=")[0] not in ("public", "s-maxage", "private")
+    ]
+    headers["cache-control"] = ", ".join(["private", *kept])
+
+
+async def unattached_send(message: Message) -> NoReturn:
+    raise RuntimeError("send awaitable not set")  # pragma: no cover

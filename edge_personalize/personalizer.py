@@ -1,0 +1,192 @@
+"""Choosing each slot's content for one visitor, and rendering it with its badge.
+
+The rules decide, the same rules explain (see rules.py), and this module only orders that work:
+decisions for a page are made once, when its response starts, so that headers (the ETag) can
+name the variant set before the body streams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+
+from edge_personalize.config import Config, Variant
+from edge_personalize.context import SignalReaders, VisitorContext
+from edge_personalize.explain import Fact
+from edge_personalize.i18n import translations
+from edge_personalize.rules import Condition
+
+logger = logging.getLogger("edge_personalize")
+
+_PACKAGE_TEMPLATES = [
+    Path(__file__).parent / "templates",  # installed wheel
+    Path(__file__).parent.parent / "templates",  # source checkout
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    slot: str
+    variant: Variant | None
+    reason: str  # matched | no-match | holdout | error
+
+    @property
+    def condition(self) -> Condition:
+        assert self.variant is not None
+        return self.variant.when  # type: ignore[return-value]
+
+
+@dataclass(slots=True)
+class Page:
+    """Per-response state: the decisions, and what has been rendered so far."""
+
+    personalizer: Personalizer
+    ctx: VisitorContext
+    path: str
+    query_string: str
+    charset: str
+    decisions: dict[str, Decision]
+    personalized: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
+
+    def variant_key(self) -> str:
+        """A short digest of the variant set, for the weak ETag."""
+        chosen = sorted((name, d.variant.name if d.variant else "") for name, d in self.decisions.items())
+        return hashlib.blake2b(repr(chosen).encode(), digest_size=6).hexdigest()
+
+    def on_slot(self, name: str, default_inner_html: bytes) -> bytes | None:
+        decision = self.decisions.get(name)
+        if decision is None or decision.variant is None:
+            return None
+        if len(self.personalized) >= self.personalizer.config.limits.max_slots_per_page:
+            return None  # the page's comfort budget is spent: the rest stay standard
+        try:
+            html = self.personalizer.render(self, decision)
+            body = html.encode(self.charset, "xmlcharrefreplace")
+        except Exception as exc:
+            # The one place personalization may fail: the visitor gets the default content.
+            logger.warning(
+                "edge-personalize: slot %r variant %r failed, default content served (%s: %s)",
+                name,
+                decision.variant.name,
+                type(exc).__name__,
+                exc,
+            )
+            self.fallbacks.append(name)
+            return None
+        self.personalized.append(name)
+        return body
+
+
+class Personalizer:
+    def __init__(self, config: Config, readers: SignalReaders) -> None:
+        self.config = config
+        self.readers = readers
+        loaders = [
+            FileSystemLoader(str(path)) for path in [config.templates_path, *_PACKAGE_TEMPLATES] if path.is_dir()
+        ]
+        self._loader = ChoiceLoader(loaders)
+        self._envs: dict[str, Environment] = {}
+        self._random = random.Random()
+
+    def environment(self, language: str) -> Environment:
+        """A Jinja2 environment whose `_()` speaks `language`."""
+        env = self._envs.get(language)
+        if env is None:
+            env = Environment(
+                loader=self._loader,
+                autoescape=select_autoescape(default=True, default_for_string=True),
+                extensions=["jinja2.ext.i18n"],
+            )
+            env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+            self._envs[language] = env
+        return env
+
+    def decide(self, slots: tuple[str, ...], ctx: VisitorContext) -> dict[str, Decision]:
+        return {name: self._decide(name, ctx) for name in slots}
+
+    def _decide(self, name: str, ctx: VisitorContext) -> Decision:
+        slot = self.config.slots[name]
+        if slot.holdout and self._random.random() < slot.holdout:
+            return Decision(name, None, "holdout")
+        try:
+            for variant in slot.variants:
+                if not variant.enabled:
+                    continue
+                condition: Condition = variant.when  # type: ignore[assignment]
+                # Consent-gated context is absent, not false, until the visitor agrees.
+                if "returning" in condition.signals and ctx.returning is None:
+                    continue
+                if condition.matches(ctx):
+                    return Decision(name, variant, "matched")
+        except Exception as exc:
+            logger.warning("edge-personalize: slot %r could not be decided (%s: %s)", name, type(exc).__name__, exc)
+            return Decision(name, None, "error")
+        return Decision(name, None, "no-match")
+
+    def render(self, page: Page, decision: Decision) -> str:
+        variant = decision.variant
+        assert variant is not None
+        ctx = page.ctx
+        language = ctx.page_language
+        env = self.environment(language)
+        if variant.template is not None:
+            content = env.get_template(variant.template).render(visitor=TemplateVisitor(ctx))
+        else:
+            content = variant.html or ""
+        if not self.config.badge.enabled:
+            return content
+        facts = decision.condition.explain(ctx, language)
+        badge = env.get_template("badge.html").render(
+            self.badge_values(page, variant, facts, first=not page.personalized)
+        )
+        return content + badge
+
+    def badge_values(self, page: Page, variant: Variant, facts: list[Fact], *, first: bool) -> dict[str, Any]:
+        prefix = self.config.site.endpoint_prefix
+        query = [(k, v) for k, v in parse_qsl(page.query_string) if k != self.config.site.standard_param]
+        standard = urlencode([*query, (self.config.site.standard_param, "off")])
+        return {
+            "facts": facts,
+            "purpose": variant.purpose,
+            "consent": page.ctx.consent.state,
+            "standard_url": f"{page.path}?{standard}",
+            "why_url": f"{prefix}/why?{urlencode({'path': page.path})}",
+            "privacy_url": self.config.badge.privacy_url,
+            "include_style": first,
+            "language": page.ctx.page_language,
+        }
+
+
+class TemplateVisitor:
+    """What a variant template may read about the visitor: reduced values only, read on use."""
+
+    def __init__(self, ctx: VisitorContext) -> None:
+        self._ctx = ctx
+
+    @property
+    def language(self) -> str:
+        return self._ctx.page_language
+
+    @property
+    def country(self) -> str | None:
+        return self._ctx.location.country
+
+    @property
+    def referrer(self) -> str:
+        return self._ctx.referral.category
+
+    @property
+    def campaign(self) -> str | None:
+        return self._ctx.referral.campaign
+
+    @property
+    def device(self) -> str:
+        return self._ctx.device.kind

@@ -1,0 +1,239 @@
+"""Find marked fragments in a stream of HTML bytes and replace their inner HTML.
+
+Bytes in, bytes out: nothing here knows about ASGI. The tokenizer follows the HTML tokenizer
+only as far as it must to tell a real `data-personalize` attribute from the same text inside a
+comment, a raw-text element (`<script>`, `<style>`, `<textarea>`, `<title>` ...), another
+attribute's value or escaped text. Everything it does not replace is passed through byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import unescape
+
+__all__ = ["DEFAULT_MAX_SLOT_BYTES", "MARKER", "SlotCallback", "SlotRewriter"]
+
+MARKER = b"data-personalize"
+DEFAULT_MAX_SLOT_BYTES = 256 * 1024
+
+SlotCallback = Callable[[str, bytes], bytes | None]
+
+# One start or end tag, attributes tokenized as HTML does: a quote only opens a value right
+# after `=`, so `<a title="x>y">` is one tag. Possessive quantifiers keep matching linear on
+# hostile input, and an unterminated quoted value makes the match fail (wait for more bytes)
+# instead of ending the tag early.
+_TAG = re.compile(
+    rb"<(/?)([A-Za-z][^\t\n\f\r />]*+)"
+    rb"((?:[\t\n\f\r /]++"
+    rb"|[^\t\n\f\r />=][^\t\n\f\r /=>]*+"
+    rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'][^\t\n\f\r >]*+|(?=[\t\n\f\r >])))?+"
+    rb")*+)>"
+)
+_ATTR = re.compile(
+    rb"([^\t\n\f\r />=][^\t\n\f\r /=>]*)"
+    rb"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r >]*)))?"
+)
+_COMMENT_END = re.compile(rb"--!?>")
+_LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_VOID = frozenset(b"area base br col embed hr img input keygen link meta param source track wbr".split())
+# Elements whose content is text up to their own end tag: markup inside them is not markup.
+_RAW_TEXT = frozenset(b"script style textarea title xmp iframe noembed noframes noscript".split())
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+_DATA, _COMMENT, _BOGUS, _RAW, _PLAINTEXT = range(5)
+
+
+@dataclass(slots=True)
+class _OpenSlot:
+    name: str
+    tag: bytes
+    start: int  # where the inner HTML begins, as an offset into the current buffer
+    depth: int = 1
+
+
+def _slot_name(attrs: bytes) -> str | None:
+    for match in _ATTR.finditer(attrs):
+        if match.group(1).lower() == MARKER:
+            value = next((v for v in match.group(2, 3, 4) if v is not None), b"")
+            name = unescape(value.decode("utf-8", "replace")).strip()
+            return name or None
+    return None
+
+
+class SlotRewriter:
+    """Incremental rewriter: `feed()` chunks, then `close()`; each returns the bytes ready to send.
+
+    `on_slot(name, default_inner_html)` is called once per slot, in document order, and returns
+    the replacement inner HTML or None to keep the default. A slot whose end tag is not found
+    within `max_slot_bytes` of its start, or not at all, is passed through unchanged. A slot
+    inside another slot is content of the outer one.
+    """
+
+    def __init__(self, on_slot: SlotCallback, *, max_slot_bytes: int = DEFAULT_MAX_SLOT_BYTES) -> None:
+        self._on_slot = on_slot
+        self._max = max_slot_bytes
+        self._buf = b""
+        self._pos = 0
+        self._state = _DATA
+        self._raw_end: re.Pattern[bytes] | None = None
+        self._slot: _OpenSlot | None = None
+        self._sniffed = False
+        self._passthrough = False
+        self.slots_seen = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._run(chunk, final=False)
+
+    def close(self, chunk: bytes = b"") -> bytes:
+        """Feed the last chunk (if any) and return everything still held back."""
+        return self._run(chunk, final=True)
+
+    def _run(self, chunk: bytes, *, final: bool) -> bytes:
+        if self._passthrough:
+            return chunk
+        buf = self._buf + chunk if self._buf else chunk
+        if not self._sniffed:
+            if len(buf) < 2 and not final:
+                self._buf = buf
+                return b""
+            self._sniffed = True
+            # UTF-16 and UTF-32 pages are not ASCII-compatible: never touch them.
+            if buf.startswith(_UTF16_BOMS):
+                self._passthrough = True
+                self._buf = b""
+                return buf
+        if final and self._state == _DATA and self._slot is None and buf.lower().find(MARKER, self._pos) < 0:
+            # Fast path: nothing left that could be a slot.
+            self._buf = b""
+            self._pos = 0
+            return buf
+        out: list[bytes] = []
+        flushed = self._scan(buf, out, final)
+        slot = self._slot
+        if final:
+            out.append(buf[flushed:])
+            self._buf, self._pos, self._slot = b"", 0, None
+        else:
+            # Hold back what may still change: an open slot, or a construct cut by the chunk edge.
+            keep = slot.start if slot is not None else self._pos
+            if keep > flushed:
+                out.append(buf[flushed:keep])
+                flushed = keep
+            self._buf = buf[flushed:]
+            self._pos -= flushed
+            if slot is not None:
+                slot.start -= flushed
+        return b"".join(out)
+
+    def _scan(self, buf: bytes, out: list[bytes], final: bool) -> int:
+        """Tokenize from self._pos; returns how much of buf is already in `out`."""
+        flushed = 0
+        pos = self._pos
+        size = len(buf)
+        while pos < size:
+            slot = self._slot
+            if slot is not None and pos - slot.start > self._max:
+                self._slot = None  # too large to hold: keep its default content
+                continue
+            state = self._state
+            if state == _DATA:
+                j = buf.find(b"<", pos)
+                if j < 0:
+                    pos = size
+                    break
+                pos = j
+                if j + 1 >= size:
+                    if final:
+                        pos = size
+                    break
+                c = buf[j + 1]
+                if c in _LETTERS or c == 0x2F:  # letter or "/"
+                    limit = j + self._max
+                    m = _TAG.match(buf, j, limit)
+                    if m is None:
+                        if c == 0x2F and j + 2 < size and buf[j + 2] not in _LETTERS:
+                            self._state = _BOGUS  # `</` + non-letter is a bogus comment
+                            pos = j + 2
+                        elif final or size >= limit:
+                            pos = j + 1  # never a tag: text
+                        else:
+                            break  # the tag may continue in the next chunk
+                        continue
+                    pos = m.end()
+                    tag = m.group(2).lower()
+                    closing = m.group(1) == b"/"
+                    if slot is not None:
+                        if tag == slot.tag:
+                            if not closing:
+                                slot.depth += 1
+                            else:
+                                slot.depth -= 1
+                                if slot.depth == 0:
+                                    flushed = self._close_slot(buf, out, flushed, slot, j)
+                    elif not closing and tag not in _VOID and tag not in _RAW_TEXT:
+                        attrs = m.group(3)
+                        if MARKER in attrs.lower() and not attrs.endswith(b"/"):
+                            name = _slot_name(attrs)
+                            if name is not None:
+                                self._slot = _OpenSlot(name, tag, pos)
+                                self.slots_seen += 1
+                    if not closing and tag in _RAW_TEXT:
+                        self._state = _RAW
+                        self._raw_end = re.compile(rb"</" + re.escape(tag) + rb"[\t\n\f\r />]", re.IGNORECASE)
+                    elif not closing and tag == b"plaintext":
+                        self._state = _PLAINTEXT
+                elif c == 0x21:  # "!"
+                    if buf.startswith(b"<!--", j):
+                        self._state = _COMMENT
+                        pos = j + 2  # `<!-->` and `<!--->` are whole comments
+                    elif size - j < 4 and not final and b"<!--".startswith(buf[j:]):
+                        break
+                    else:
+                        self._state = _BOGUS
+                        pos = j + 2
+                elif c == 0x3F:  # "?"
+                    self._state = _BOGUS
+                    pos = j + 2
+                else:
+                    pos = j + 1
+            elif state == _COMMENT:
+                m = _COMMENT_END.search(buf, pos)
+                if m is None:
+                    pos = size if final else max(pos, size - 3)
+                    break
+                pos = m.end()
+                self._state = _DATA
+            elif state == _BOGUS:
+                k = buf.find(b">", pos)
+                if k < 0:
+                    pos = size
+                    break
+                pos = k + 1
+                self._state = _DATA
+            elif state == _RAW:
+                assert self._raw_end is not None
+                m = self._raw_end.search(buf, pos)
+                if m is None:
+                    pos = size if final else max(pos, size - len(self._raw_end.pattern))
+                    break
+                pos = m.start()
+                self._state = _DATA
+            else:  # _PLAINTEXT: the rest of the document is text
+                pos = size
+        if self._slot is not None and pos - self._slot.start > self._max:
+            self._slot = None
+        self._pos = pos
+        return flushed
+
+    def _close_slot(self, buf: bytes, out: list[bytes], flushed: int, slot: _OpenSlot, end: int) -> int:
+        self._slot = None
+        if end - slot.start > self._max:
+            return flushed
+        replacement = self._on_slot(slot.name, buf[slot.start : end])
+        if replacement is None:
+            return flushed
+        out.append(buf[flushed : slot.start])
+        out.append(replacement)
+        return end

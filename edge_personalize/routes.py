@@ -1,0 +1,75 @@
+"""Which configured route a path belongs to, and what its responses must say to caches.
+
+Everything here is computed once per configuration: a request only walks the compiled table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.routing import compile_path
+
+from edge_personalize.config import Config, Route
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    route: Route
+    slots: tuple[str, ...]
+    signals: frozenset[str]  # every signal a rule on this route may read
+    vary: tuple[str, ...]  # request headers the response depends on
+    private: bool  # depends on something a shared cache cannot key on
+    needs_consent: bool  # some variant reads consent-gated context
+
+
+class RouteTable:
+    def __init__(self, config: Config, cache_keys: Mapping[str, tuple[str, ...]], *, enabled: bool = True) -> None:
+        """`cache_keys` maps each signal a shared cache can key on to the request headers it is read
+        from (empty for one read from the URL only); any other signal makes a response private."""
+        self._entries: list[tuple[str | None, re.Pattern[str] | None, RoutePlan | None]] = []
+        for route in config.routes:
+            plan = _plan(config, route, cache_keys) if enabled and route.enabled and config.site.enabled else None
+            if "{" in route.path:
+                self._entries.append((None, compile_path(route.path)[0], plan))
+            else:
+                self._entries.append((route.path, None, plan))
+
+    def match(self, path: str) -> RoutePlan | None:
+        """The plan of the first route matching `path`; None when unmatched or switched off."""
+        for exact, pattern, plan in self._entries:
+            if exact is not None:
+                if exact == path:
+                    return plan
+            elif pattern is not None and pattern.match(path):
+                return plan
+        return None
+
+
+def _plan(config: Config, route: Route, cache_keys: Mapping[str, tuple[str, ...]]) -> RoutePlan | None:
+    slots = tuple(name for name in route.slots if config.slots[name].enabled)
+    if not slots:
+        return None
+    signals: set[str] = set()
+    for name in slots:
+        for variant in config.slots[name].variants:
+            signals |= variant.when.signals  # type: ignore[union-attr]
+    if route.shared_links_standard:
+        signals.add("referrer")
+    needs_consent = "returning" in signals
+    vary: list[str] = []
+    private = needs_consent or config.consent.required_for == "everything"
+    for signal in sorted(signals):
+        if signal in cache_keys:
+            vary.extend(cache_keys[signal])
+        else:
+            private = True
+    return RoutePlan(
+        route=route,
+        slots=slots,
+        signals=frozenset(signals),
+        vary=tuple(dict.fromkeys(vary)),
+        private=private,
+        needs_consent=needs_consent,
+    )
