@@ -85,7 +85,8 @@ class PersonalizeResponder:
         message_type = message["type"]
         if message_type == "http.response.start":
             if self._rewritable(message):
-                self.initial_message = message
+                # A copy: the app may reuse its header list for other responses.
+                self.initial_message = {**message, "headers": list(message.get("headers", []))}
             else:
                 self.passthrough = True
                 await self.send(message)

@@ -57,6 +57,10 @@ class Condition(Protocol):
         """The facts that made this condition match (call only when it matched)."""
         ...
 
+    def why_not(self, ctx: VisitorContext, language: str) -> list[Fact]:
+        """The facts that kept this condition from matching (call only when it did not)."""
+        ...
+
     def to_data(self) -> Any: ...
 
 
@@ -79,6 +83,8 @@ class _Leaf:
 
     def explain(self, ctx: VisitorContext, language: str) -> list[Fact]:
         return [fact(self.key, ctx, language)]
+
+    why_not = explain
 
     def to_data(self) -> Any:
         return {self.key: list(self.values) if len(self.values) > 1 else self.values[0]}
@@ -162,6 +168,8 @@ class Returning:
     def explain(self, ctx: VisitorContext, language: str) -> list[Fact]:
         return [fact("returning", ctx, language)]
 
+    why_not = explain
+
     def to_data(self) -> Any:
         return {"returning": self.value}
 
@@ -180,6 +188,10 @@ class All:
     def explain(self, ctx: VisitorContext, language: str) -> list[Fact]:
         return _unique(f for item in self.items for f in item.explain(ctx, language))
 
+    def why_not(self, ctx: VisitorContext, language: str) -> list[Fact]:
+        # The first part that failed is the one that decided.
+        return next((item.why_not(ctx, language) for item in self.items if not item.matches(ctx)), [])
+
     def to_data(self) -> Any:
         return {"all": [item.to_data() for item in self.items]}
 
@@ -197,10 +209,10 @@ class AnyOf:
 
     def explain(self, ctx: VisitorContext, language: str) -> list[Fact]:
         # The first alternative that matched is the one that decided.
-        for item in self.items:
-            if item.matches(ctx):
-                return item.explain(ctx, language)
-        return []
+        return next((item.explain(ctx, language) for item in self.items if item.matches(ctx)), [])
+
+    def why_not(self, ctx: VisitorContext, language: str) -> list[Fact]:
+        return _unique(f for item in self.items for f in item.why_not(ctx, language))
 
     def to_data(self) -> Any:
         return {"any": [item.to_data() for item in self.items]}
@@ -218,8 +230,10 @@ class Not:
         return not self.item.matches(ctx)
 
     def explain(self, ctx: VisitorContext, language: str) -> list[Fact]:
-        # What was observed decided, whatever it was: state each signal's observed value.
-        return [fact(signal, ctx, language) for signal in sorted(self.item.signals)]
+        return self.item.why_not(ctx, language)
+
+    def why_not(self, ctx: VisitorContext, language: str) -> list[Fact]:
+        return self.item.explain(ctx, language)
 
     def to_data(self) -> Any:
         return {"not": self.item.to_data()}
