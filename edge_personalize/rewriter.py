@@ -20,16 +20,26 @@ DEFAULT_MAX_SLOT_BYTES = 256 * 1024
 
 SlotCallback = Callable[[str, bytes], bytes | None]
 
-# One start or end tag, attributes tokenized as HTML does: a quote only opens a value right
-# after `=`, so `<a title="x>y">` is one tag. Possessive quantifiers keep matching linear on
-# hostile input, and an unterminated quoted value makes the match fail (wait for more bytes)
-# instead of ending the tag early.
-_TAG = re.compile(
-    rb"<(/?)([A-Za-z][^\t\n\f\r />]*+)"
-    rb"((?:[\t\n\f\r /]++"
+# Attributes tokenized as HTML does: a quote only opens a value right after `=`, so
+# `<a title="x>y">` is one tag. Possessive quantifiers keep matching linear on hostile input,
+# and an unterminated quoted value makes a match fail (wait for more bytes) instead of ending
+# the tag early.
+_ATTRIBUTES = (
+    rb"(?:[\t\n\f\r /]++"
     rb"|[^\t\n\f\r />=][^\t\n\f\r /=>]*+"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'][^\t\n\f\r >]*+|(?=[\t\n\f\r >])))?+"
-    rb")*+)>"
+    rb")*+"
+)
+_TAG = re.compile(rb"<(/?)([A-Za-z][^\t\n\f\r />]*+)(" + _ATTRIBUTES + rb")>")
+# A run of text, comments and ordinary tags: nothing in it can open a slot or change the
+# tokenizer's state, so it is skipped in one regex match instead of token by token. It must
+# agree with `_scan` on every construct it consumes, and stops before anything else.
+_BORING = re.compile(
+    rb"(?:[^<]++"
+    rb"|</?(?!(?i:script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext)[\t\n\f\r />])"
+    rb"[A-Za-z][^\t\n\f\r />]*+" + _ATTRIBUTES + rb">"
+    rb"|<!(?=--)(?s:.*?)--!?>"
+    rb"|<(?=[^A-Za-z/!?]))*+"
 )
 _ATTR = re.compile(
     rb"([^\t\n\f\r />=][^\t\n\f\r /=>]*)"
@@ -132,6 +142,8 @@ class SlotRewriter:
         flushed = 0
         pos = self._pos
         size = len(buf)
+        lowered: bytes | None = None
+        next_marker = -1
         while pos < size:
             slot = self._slot
             if slot is not None and pos - slot.start > self._max:
@@ -139,6 +151,15 @@ class SlotRewriter:
                 continue
             state = self._state
             if state == _DATA:
+                if slot is None:
+                    # Skip up to the next marker text; tokens from there on are looked at one by one.
+                    if next_marker < pos:
+                        if lowered is None:
+                            lowered = buf.lower()
+                        next_marker = lowered.find(MARKER, pos)
+                        if next_marker < 0:
+                            next_marker = size
+                    pos = _BORING.match(buf, pos, next_marker).end()
                 j = buf.find(b"<", pos)
                 if j < 0:
                     pos = size

@@ -315,3 +315,18 @@ def test_arbitrary_bytes_are_chunking_invariant_and_identity_when_kept(raw: byte
 def test_one_byte_chunks_give_the_same_output(doc: Node) -> None:
     html = doc.html.encode()
     assert rewrite(html, chunk=1)[0] == doc.expected.encode()
+
+
+SOUP = st.sampled_from(
+    ["<", ">", "/", "!", "-", "?", '"', "'", "=", " ", "a", "div", "script", "data-personalize", "x", "\n"]
+    + ["<!--", "-->", "</script>", "<div data-personalize=a>", "</div>", "<title>", "</title>"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(SOUP, max_size=40).map("".join), st.data())
+def test_tag_soup_is_chunking_invariant(soup: str, data: st.DataObject) -> None:
+    html = soup.encode()
+    cuts = data.draw(chunkings(len(html)))
+    assert feed_in_pieces(html, cuts, keep_all) == html
+    assert feed_in_pieces(html, cuts, replace_all) == feed_in_pieces(html, [], replace_all)
