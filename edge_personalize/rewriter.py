@@ -159,7 +159,8 @@ class SlotRewriter:
                         next_marker = lowered.find(MARKER, pos)
                         if next_marker < 0:
                             next_marker = size
-                    pos = _BORING.match(buf, pos, next_marker).end()
+                    run = _BORING.match(buf, pos, next_marker)
+                    pos = run.end() if run is not None else pos  # it always matches, if only the empty string
                 j = buf.find(b"<", pos)
                 if j < 0:
                     pos = size

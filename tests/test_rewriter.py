@@ -318,8 +318,10 @@ def test_one_byte_chunks_give_the_same_output(doc: Node) -> None:
 
 
 SOUP = st.sampled_from(
-    ["<", ">", "/", "!", "-", "?", '"', "'", "=", " ", "a", "div", "script", "data-personalize", "x", "\n"]
-    + ["<!--", "-->", "</script>", "<div data-personalize=a>", "</div>", "<title>", "</title>"]
+    [
+        *("<", ">", "/", "!", "-", "?", '"', "'", "=", " ", "a", "div", "script", "data-personalize", "x", "\n"),
+        *("<!--", "-->", "</script>", "<div data-personalize=a>", "</div>", "<title>", "</title>"),
+    ]
 )
 
 
