@@ -196,7 +196,12 @@ def _from_referer(referer: str | None, site_host: str | None) -> tuple[str | Non
         return (app[1], app[0]) if app else (None, "other")
     if scheme not in ("http", "https") or not raw_host:
         return None, "other"
-    site = _hostname(site_host) if site_host else None
+    return _classify_host(raw_host, _hostname(site_host) if site_host else None)
+
+
+# Keyed by host names only (never a path or query), so the cache holds no more than the result does.
+@functools.lru_cache(maxsize=4096)
+def _classify_host(raw_host: str, site: str | None) -> tuple[str | None, ReferrerCategory]:
     host = _normalise_host(raw_host)
     domain = registrable_domain(host) if host else None
     if site is not None:
