@@ -62,7 +62,7 @@ def test_signals_are_read_only_when_a_rule_needs_them() -> None:
 
 def test_country_from_the_cdn_header_varies_on_that_header() -> None:
     config = make_config(slots=slot(country="AT"), location=LocationSettings(source="header", provider="cloudflare"))
-    status, headers, body = request(config, [(b"cf-ipcountry", b"AT")])
+    _, headers, body = request(config, [(b"cf-ipcountry", b"AT")])
     assert "<h1>Personal</h1>" in body
     assert "Austria, according to the location header of this site&#39;s network (CF-IPCountry)" in body
     assert headers["vary"].lower() == "cf-ipcountry"
@@ -92,7 +92,7 @@ def test_missing_geoip_database_is_a_startup_error(tmp_path: Path) -> None:
     from edge_personalize import ConfigError
 
     config = make_config(location=LocationSettings(source="geoip", geoip_database=str(tmp_path / "nope.mmdb")))
-    with pytest.raises(ConfigError, match="location.geoip_database"):
+    with pytest.raises(ConfigError, match=r"location\.geoip_database"):
         PersonalizeMiddleware(_app, config=config)
 
 
