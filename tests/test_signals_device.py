@@ -149,7 +149,7 @@ BROWSERS = [
     ),
 ]
 
-BOTS_AND_SCRIPTS = [
+BOTS = [
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
     "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Googlebot/2.1; +http://www.google.com/bot.html) "
     "Chrome/124.0.6367.155 Safari/537.36",
@@ -175,13 +175,6 @@ BOTS_AND_SCRIPTS = [
     "WhatsApp/2.23.20.0 A",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 "
     "Safari/537.36",
-    "curl/8.5.0",
-    "python-requests/2.31.0",
-    "Python-urllib/3.11",
-    "python-httpx/0.27.0",
-    "Wget/1.21.4",
-    "Go-http-client/2.0",
-    "okhttp/4.12.0",
 ]
 
 
@@ -195,14 +188,14 @@ def test_real_browser_user_agent_is_classified(user_agent: str, expected: str) -
     assert classify_device(user_agent) == Device(expected, is_bot=False, source="user agent")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("user_agent", BOTS_AND_SCRIPTS)
-def test_crawlers_and_scripts_are_bots_without_a_device(user_agent: str) -> None:
+@pytest.mark.parametrize("user_agent", BOTS)
+def test_crawlers_are_bots_without_a_device(user_agent: str) -> None:
     assert classify_device(user_agent) == Device("unknown", is_bot=True, source="user agent")
 
 
 @pytest.mark.parametrize("hint", ["?1", "?0"])
 def test_client_hints_do_not_turn_a_bot_into_a_visitor(hint: str) -> None:
-    assert classify_device(BOTS_AND_SCRIPTS[0], hint).is_bot
+    assert classify_device(BOTS[0], hint).is_bot
 
 
 def test_ipad_in_desktop_mode_is_not_called_a_desktop() -> None:
@@ -297,3 +290,10 @@ def test_cached_answer_matches_the_first() -> None:
     first = classify_device(ANDROID_TABLET_CHROME)
     assert classify_device(ANDROID_TABLET_CHROME) == first
     assert classify_device(ANDROID_TABLET_CHROME, "?1").kind == "mobile"
+
+
+@pytest.mark.parametrize("user_agent", ["curl/8.5.0", "python-requests/2.31.0", "Wget/1.21.4", "Go-http-client/2.0"])
+def test_command_line_clients_are_not_crawlers(user_agent: str) -> None:
+    device = classify_device(user_agent)
+    assert device.is_bot is False
+    assert device.kind == "unknown"

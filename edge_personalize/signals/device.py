@@ -19,14 +19,13 @@ DeviceClass = Literal["mobile", "tablet", "desktop", "unknown"]
 MAX_USER_AGENT_LENGTH = 512
 CACHE_SIZE = 4096
 
-# Crawlers and scripts that ua-parser does not file as "Spider". Scripts count as bots: a
-# page fetched by curl or python-requests has no visitor to personalize for. "Cubot" is a
-# phone maker, not a crawler.
+# Crawlers and link-preview fetchers that ua-parser does not file as "Spider": they index or
+# show the page to others, so they get the standard page. Command-line clients (curl, HTTP
+# libraries) are not crawlers and are treated like any visitor. "Cubot" is a phone maker.
 _AUTOMATED = re.compile(
     r"(?<!cu)bot\b|crawl|spider|slurp|facebookexternalhit|facebookcatalog|google-inspectiontool|"
-    r"googleother|headlesschrome|lighthouse|phantomjs|^curl/|wget/|python-requests|python-urllib|"
-    r"python-httpx|aiohttp|go-http-client|okhttp|^java/|apache-httpclient|libwww-perl|scrapy|axios/|"
-    r"node-fetch|undici|postmanruntime|httpie|feedfetcher|embedly|^whatsapp/|skypeuripreview|vkshare",
+    r"googleother|headlesschrome|lighthouse|phantomjs|scrapy|feedfetcher|embedly|^whatsapp/|"
+    r"skypeuripreview|vkshare",
     re.IGNORECASE,
 )
 # Browsers that name themselves in a Mac UA; iPad Safari in its default desktop mode names none.
