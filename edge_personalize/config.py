@@ -102,6 +102,7 @@ class ConsentSettings:
     policy_version: str = "1"
     max_age_days: int = 180
     honor_gpc: bool = True
+    vary_cookie: bool = False  # behind a cache that keys on cookies: Vary instead of private
 
     def __post_init__(self) -> None:
         _choice("consent.required_for", self.required_for, ("cookies", "everything"))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
 
+from edge_personalize.consent import NO_CONSENT, Consent
 from edge_personalize.errors import ConfigError
 from edge_personalize.signals.device import Device, classify_device
 from edge_personalize.signals.language import LanguageNegotiator
@@ -27,21 +27,6 @@ if TYPE_CHECKING:
     from starlette.types import Scope
 
     from edge_personalize.config import Config
-
-ConsentState = Literal["unknown", "granted", "refused"]
-
-
-@dataclass(frozen=True, slots=True)
-class Consent:
-    """What the visitor chose, and the facts they let the site keep."""
-
-    state: ConsentState = "unknown"
-    returning: bool | None = None
-    language: str | None = None  # the visitor's own correction
-    country: str | None = None  # the visitor's own correction
-
-
-NO_CONSENT = Consent()
 
 
 class SignalReaders:

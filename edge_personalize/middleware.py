@@ -10,7 +10,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_personalize.config import Config, load_config
+from edge_personalize.consent import NO_CONSENT, ConsentManager, ConsentReader, needs_consent
 from edge_personalize.context import SignalReaders, VisitorContext
+from edge_personalize.endpoints import Endpoints
 from edge_personalize.personalizer import Page, Personalizer
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
@@ -26,22 +28,41 @@ class PersonalizeMiddleware:
 
     `config` is a path to a TOML file or a `Config`. Place it inside any compression middleware
     (add it before GZipMiddleware), because compressed bodies are passed through untouched.
+    A site that runs its own consent manager passes `consent`, a callable that reads the
+    visitor's choice from the request; the built-in banner and cookie are then not used.
     """
 
-    def __init__(self, app: ASGIApp, config: Config | str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Config | str | os.PathLike[str],
+        *,
+        consent: ConsentReader | None = None,
+    ) -> None:
         self.app = app
         self.config = config if isinstance(config, Config) else load_config(config)
         self.signing_keys = self.config.signing_keys()
         self.readers = SignalReaders(self.config)
-        self.personalizer = Personalizer(self.config, self.readers)
+        self.consent = ConsentManager(self.config, self.signing_keys, reader=consent)
+        # A site that keeps nothing about its visitors never asks, and its pages never depend on a cookie.
+        self.consent_dependent = needs_consent(self.config)
+        self.show_banner = self.consent_dependent and consent is None
+        self.personalizer = Personalizer(self.config, self.readers, corrections=self.show_banner)
         disabled = os.environ.get("EDGE_PERSONALIZE_DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}
-        self.routes = RouteTable(self.config, self.readers.cache_keys, enabled=not disabled)
+        self.routes = RouteTable(
+            self.config, self.readers.cache_keys, enabled=not disabled, consent_dependent=self.consent_dependent
+        )
+        self.endpoints = Endpoints(self.config.site.endpoint_prefix, self.consent)
+        self._endpoint_root = self.config.site.endpoint_prefix + "/"
         self.standard_param = self.config.site.standard_param
         self._standard_marker = f"{self.standard_param}=".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(self._endpoint_root):
+            await self.endpoints(scope, receive, send)
             return
         plan = self.routes.match(scope["path"])
         if plan is None or scope["method"] not in ("GET", "HEAD") or self._standard_requested(scope):
@@ -151,14 +172,20 @@ class PersonalizeResponder:
             add_vary_header(headers, name)
         if plan.private:
             make_private(headers)
-        ctx = VisitorContext(self.middleware.readers, self.scope)
+        middleware = self.middleware
+        consent = middleware.consent.read(self.scope) if middleware.consent_dependent else NO_CONSENT
+        ctx = VisitorContext(middleware.readers, self.scope, consent)
         if ctx.device.is_bot:
             return  # crawlers always get the standard page, with no badge
         if plan.route.shared_links_standard and ctx.referral.category == "social":
             return  # a link a friend shared shows what the friend saw
-        personalizer = self.middleware.personalizer
-        decisions = personalizer.decide(plan.slots, ctx)
-        if not any(decision.variant for decision in decisions.values()):
+        personalizer = middleware.personalizer
+        if personalizer.config.consent.required_for == "everything" and consent.state != "granted":
+            decisions = {}
+        else:
+            decisions = personalizer.decide(plan.slots, ctx)
+        banner = middleware.show_banner and consent.state == "unknown"
+        if not banner and not any(decision.variant for decision in decisions.values()):
             return
         media = headers.get("content-type", "").partition(";")[2]
         self.page = Page(
@@ -169,7 +196,11 @@ class PersonalizeResponder:
             charset=charset_of(media),
             decisions=decisions,
         )
-        self.rewriter = SlotRewriter(self.page.on_slot, max_slot_bytes=personalizer.config.limits.max_slot_bytes)
+        self.rewriter = SlotRewriter(
+            self.page.on_slot,
+            max_slot_bytes=personalizer.config.limits.max_slot_bytes,
+            before_body_end=self.page.banner() if banner else None,
+        )
         etag = headers.get("etag")
         if etag is not None:
             # The body now differs per variant set: a weak validator that names the set.

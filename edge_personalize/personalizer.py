@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from babel.dates import format_date
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from edge_personalize.config import Config, Variant
 from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.explain import Fact
-from edge_personalize.i18n import translations
+from edge_personalize.i18n import cldr_locale, translations
 from edge_personalize.rules import Condition
 
 logger = logging.getLogger("edge_personalize")
@@ -56,10 +57,25 @@ class Page:
     personalized: list[str] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
 
+    banner_shown: bool = False
+
     def variant_key(self) -> str:
-        """A short digest of the variant set, for the weak ETag."""
+        """A short digest of the variant set (and the banner), for the weak ETag."""
         chosen = sorted((name, d.variant.name if d.variant else "") for name, d in self.decisions.items())
-        return hashlib.blake2b(repr(chosen).encode(), digest_size=6).hexdigest()
+        return hashlib.blake2b(repr((chosen, self.banner_shown)).encode(), digest_size=6).hexdigest()
+
+    def banner(self) -> bytes | None:
+        """The consent banner for this page, or None if it cannot be rendered."""
+        try:
+            html = self.personalizer.render_banner(self)
+            body = html.encode(self.charset, "xmlcharrefreplace")
+        except Exception as exc:
+            logger.warning(
+                "edge-personalize: consent banner failed, page served without it (%s: %s)", type(exc).__name__, exc
+            )
+            return None
+        self.banner_shown = True
+        return body
 
     def on_slot(self, name: str, default_inner_html: bytes) -> bytes | None:
         decision = self.decisions.get(name)
@@ -86,7 +102,7 @@ class Page:
 
 
 class Personalizer:
-    def __init__(self, config: Config, readers: SignalReaders) -> None:
+    def __init__(self, config: Config, readers: SignalReaders, *, corrections: bool = False) -> None:
         self.config = config
         self.readers = readers
         loaders = [
@@ -95,6 +111,8 @@ class Personalizer:
         self._loader = ChoiceLoader(loaders)
         self._envs: dict[str, Environment] = {}
         self._random = random.Random()
+        # Corrections are kept in the consent cookie, so only sites that ask for consent offer them.
+        self.corrections = corrections
 
     def environment(self, language: str) -> Environment:
         """A Jinja2 environment whose `_()` speaks `language`."""
@@ -149,16 +167,35 @@ class Personalizer:
         )
         return content + badge
 
+    def render_banner(self, page: Page) -> str:
+        query = page.query_string
+        values = {
+            "language": page.ctx.page_language,
+            "consent_url": f"{self.config.site.endpoint_prefix}/consent",
+            "next": f"{page.path}?{query}" if query else page.path,
+            "max_age_days": self.config.consent.max_age_days,
+            "privacy_url": self.config.badge.privacy_url,
+        }
+        return self.environment(page.ctx.page_language).get_template("banner.html").render(values)
+
     def badge_values(self, page: Page, variant: Variant, facts: list[Fact], *, first: bool) -> dict[str, Any]:
         prefix = self.config.site.endpoint_prefix
         query = [(k, v) for k, v in parse_qsl(page.query_string) if k != self.config.site.standard_param]
         standard = urlencode([*query, (self.config.site.standard_param, "off")])
+        consent = page.ctx.consent
+        why = f"{prefix}/why?{urlencode({'path': page.path})}"
         return {
             "facts": facts,
             "purpose": variant.purpose,
-            "consent": page.ctx.consent.state,
+            "consent": consent.state,
+            "stored": consent.stored,
+            "expires": format_date(consent.expires, format="long", locale=cldr_locale(page.ctx.page_language))
+            if consent.expires
+            else "",
+            "correctable": self.corrections and any(f.signal in ("language", "country") for f in facts),
+            "correct_url": f"{why}#correct",
             "standard_url": f"{page.path}?{standard}",
-            "why_url": f"{prefix}/why?{urlencode({'path': page.path})}",
+            "why_url": why,
             "privacy_url": self.config.badge.privacy_url,
             "include_style": first,
             "language": page.ctx.page_language,

@@ -78,11 +78,19 @@ class SlotRewriter:
     `on_slot(name, default_inner_html)` is called once per slot, in document order, and returns
     the replacement inner HTML or None to keep the default. A slot whose end tag is not found
     within `max_slot_bytes` of its start, or not at all, is passed through unchanged. A slot
-    inside another slot is content of the outer one.
+    inside another slot is content of the outer one. `before_body_end` is inserted once: before
+    the first `</body>` outside a slot, or at the end of a document that has none.
     """
 
-    def __init__(self, on_slot: SlotCallback, *, max_slot_bytes: int = DEFAULT_MAX_SLOT_BYTES) -> None:
+    def __init__(
+        self,
+        on_slot: SlotCallback,
+        *,
+        max_slot_bytes: int = DEFAULT_MAX_SLOT_BYTES,
+        before_body_end: bytes | None = None,
+    ) -> None:
         self._on_slot = on_slot
+        self._insert = before_body_end
         self._max = max_slot_bytes
         self._buf = b""
         self._pos = 0
@@ -114,16 +122,17 @@ class SlotRewriter:
                 self._passthrough = True
                 self._buf = b""
                 return buf
-        if final and self._state == _DATA and self._slot is None and buf.lower().find(MARKER, self._pos) < 0:
-            # Fast path: nothing left that could be a slot.
+        if final and self._state == _DATA and self._slot is None and self._next_stop(buf.lower(), self._pos) < 0:
+            # Fast path: nothing left that could be a slot or the end of the body.
             self._buf = b""
             self._pos = 0
-            return buf
+            return buf + self._take_insert()
         out: list[bytes] = []
         flushed = self._scan(buf, out, final)
         slot = self._slot
         if final:
             out.append(buf[flushed:])
+            out.append(self._take_insert())
             self._buf, self._pos, self._slot = b"", 0, None
         else:
             # Hold back what may still change: an open slot, or a construct cut by the chunk edge.
@@ -143,7 +152,7 @@ class SlotRewriter:
         pos = self._pos
         size = len(buf)
         lowered: bytes | None = None
-        next_marker = -1
+        next_stop = -1
         while pos < size:
             slot = self._slot
             if slot is not None and pos - slot.start > self._max:
@@ -152,14 +161,14 @@ class SlotRewriter:
             state = self._state
             if state == _DATA:
                 if slot is None:
-                    # Skip up to the next marker text; tokens from there on are looked at one by one.
-                    if next_marker < pos:
+                    # Skip up to the next marker or `</body`; tokens from there on are looked at one by one.
+                    if next_stop < pos:
                         if lowered is None:
                             lowered = buf.lower()
-                        next_marker = lowered.find(MARKER, pos)
-                        if next_marker < 0:
-                            next_marker = size
-                    run = _BORING.match(buf, pos, next_marker)
+                        next_stop = self._next_stop(lowered, pos)
+                        if next_stop < 0:
+                            next_stop = size
+                    run = _BORING.match(buf, pos, next_stop)
                     pos = run.end() if run is not None else pos  # it always matches, if only the empty string
                 j = buf.find(b"<", pos)
                 if j < 0:
@@ -194,6 +203,10 @@ class SlotRewriter:
                                 slot.depth -= 1
                                 if slot.depth == 0:
                                     flushed = self._close_slot(buf, out, flushed, slot, j)
+                    elif closing and tag == b"body" and self._insert is not None:
+                        out.append(buf[flushed:j])
+                        out.append(self._take_insert())
+                        flushed = j
                     elif not closing and tag not in _VOID and tag not in _RAW_TEXT:
                         attrs = m.group(3)
                         if MARKER in attrs.lower() and not attrs.endswith(b"/"):
@@ -248,6 +261,17 @@ class SlotRewriter:
             self._slot = None
         self._pos = pos
         return flushed
+
+    def _next_stop(self, lowered: bytes, pos: int) -> int:
+        marker = lowered.find(MARKER, pos)
+        if self._insert is None:
+            return marker
+        body_end = lowered.find(b"</body", pos)
+        return body_end if marker < 0 else marker if body_end < 0 else min(marker, body_end)
+
+    def _take_insert(self) -> bytes:
+        insert, self._insert = self._insert, None
+        return insert or b""
 
     def _close_slot(self, buf: bytes, out: list[bytes], flushed: int, slot: _OpenSlot, end: int) -> int:
         self._slot = None

@@ -21,16 +21,27 @@ class RoutePlan:
     signals: frozenset[str]  # every signal a rule on this route may read
     vary: tuple[str, ...]  # request headers the response depends on
     private: bool  # depends on something a shared cache cannot key on
-    needs_consent: bool  # some variant reads consent-gated context
 
 
 class RouteTable:
-    def __init__(self, config: Config, cache_keys: Mapping[str, tuple[str, ...]], *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache_keys: Mapping[str, tuple[str, ...]],
+        *,
+        enabled: bool = True,
+        consent_dependent: bool = False,
+    ) -> None:
         """`cache_keys` maps each signal a shared cache can key on to the request headers it is read
-        from (empty for one read from the URL only); any other signal makes a response private."""
+        from (empty for one read from the URL only); any other signal makes a response private, and
+        so does the visitor's consent when the site keeps anything that needs it."""
         self._entries: list[tuple[str | None, re.Pattern[str] | None, RoutePlan | None]] = []
         for route in config.routes:
-            plan = _plan(config, route, cache_keys) if enabled and route.enabled and config.site.enabled else None
+            plan = (
+                _plan(config, route, cache_keys, consent_dependent)
+                if enabled and route.enabled and config.site.enabled
+                else None
+            )
             if "{" in route.path:
                 self._entries.append((None, compile_path(route.path)[0], plan))
             else:
@@ -47,7 +58,9 @@ class RouteTable:
         return None
 
 
-def _plan(config: Config, route: Route, cache_keys: Mapping[str, tuple[str, ...]]) -> RoutePlan | None:
+def _plan(
+    config: Config, route: Route, cache_keys: Mapping[str, tuple[str, ...]], consent_dependent: bool
+) -> RoutePlan | None:
     slots = tuple(name for name in route.slots if config.slots[name].enabled)
     if not slots:
         return None
@@ -57,9 +70,14 @@ def _plan(config: Config, route: Route, cache_keys: Mapping[str, tuple[str, ...]
             signals |= variant.when.signals  # type: ignore[union-attr]
     if route.shared_links_standard:
         signals.add("referrer")
-    needs_consent = "returning" in signals
     vary: list[str] = []
-    private = needs_consent or config.consent.required_for == "everything"
+    private = False
+    if consent_dependent:
+        # The banner, corrections and consent-gated context come from the cookie and Sec-GPC.
+        if config.consent.vary_cookie:
+            vary.extend(("Cookie", "Sec-GPC"))
+        else:
+            private = True
     for signal in sorted(signals):
         if signal in cache_keys:
             vary.extend(cache_keys[signal])
@@ -71,5 +89,4 @@ def _plan(config: Config, route: Route, cache_keys: Mapping[str, tuple[str, ...]
         signals=frozenset(signals),
         vary=tuple(dict.fromkeys(vary)),
         private=private,
-        needs_consent=needs_consent,
     )

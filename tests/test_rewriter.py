@@ -332,3 +332,41 @@ def test_tag_soup_is_chunking_invariant(soup: str, data: st.DataObject) -> None:
     cuts = data.draw(chunkings(len(html)))
     assert feed_in_pieces(html, cuts, keep_all) == html
     assert feed_in_pieces(html, cuts, replace_all) == feed_in_pieces(html, [], replace_all)
+
+
+BANNER = b"<section>banner</section>"
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_insertion_goes_before_the_first_body_end_tag_outside_comments_and_scripts(chunk: int | None) -> None:
+    html = b"<body><!-- </body> --><script>'</body>'</script><p>x</p></BODY></html>"
+    out, _ = rewrite(html, chunk=chunk, before_body_end=BANNER)
+    assert out == b"<body><!-- </body> --><script>'</body>'</script><p>x</p>" + BANNER + b"</BODY></html>"
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_insertion_goes_at_the_end_of_a_document_without_a_body_end_tag(chunk: int | None) -> None:
+    html = b'<p>x</p><div data-personalize="a">y</div>'
+    out, _ = rewrite(html, chunk=chunk, before_body_end=BANNER)
+    assert out == b'<p>x</p><div data-personalize="a"><b>a:1</b></div>' + BANNER
+
+
+def test_insertion_happens_after_slots_before_the_body_end() -> None:
+    html = b'<body><div data-personalize="a">y</div></body>'
+    out, _ = rewrite(html, before_body_end=BANNER)
+    assert out == b'<body><div data-personalize="a"><b>a:1</b></div>' + BANNER + b"</body>"
+
+
+@settings(max_examples=200, deadline=None)
+@given(documents, st.data())
+def test_insertion_is_chunking_invariant(doc: Node, data: st.DataObject) -> None:
+    html = (doc.html + "</body></html>").encode()
+    cuts = data.draw(chunkings(len(html)))
+    rewriter = SlotRewriter(replace_all, before_body_end=BANNER)
+    pieces = []
+    last = 0
+    for cut in cuts:
+        pieces.append(rewriter.feed(html[last:cut]))
+        last = cut
+    pieces.append(rewriter.close(html[last:]))
+    assert b"".join(pieces) == (doc.expected + "</body></html>").encode().replace(b"</body>", BANNER + b"</body>", 1)

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_personalize.context import Consent, SignalReaders, VisitorContext
+from edge_personalize.consent import Consent
+from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.rules import (
     All,
     AnyOf,

@@ -1,0 +1,97 @@
+"""The built-in endpoints under `site.endpoint_prefix`: the visitor's consent and corrections.
+
+Choices change only on POST, only from the site's own pages, and answer with a 303 back to a
+path on this site; these responses are the only ones that ever set a cookie.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from edge_personalize.consent import ConsentManager
+
+MAX_FORM_BYTES = 8 * 1024
+CHOICES = ("accept", "reject", "withdraw")
+
+
+def safe_next(value: str | None) -> str:
+    """A same-site relative path to go back to; anything else becomes "/"."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+def same_origin(headers: Headers) -> bool:
+    """Whether a POST comes from the site's own pages (there is no token cookie before consent)."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    origin = headers.get("origin")
+    if origin is None:
+        return True  # not sent by a browser on someone else's page: browsers send Origin on POST
+    host = headers.get("host")
+    return host is not None and urlsplit(origin).netloc == host
+
+
+class Endpoints:
+    def __init__(self, prefix: str, consent: ConsentManager) -> None:
+        self.prefix = prefix
+        self.consent = consent
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = scope["path"][len(self.prefix) :]
+        if name in ("/consent", "/correct"):
+            response = await self.choice(scope, receive, name)
+        else:
+            response = PlainTextResponse("Not Found", status_code=404)
+        response.headers["cache-control"] = "no-store"
+        await response(scope, receive, send)
+
+    async def choice(self, scope: Scope, receive: Receive, name: str) -> Response:
+        if scope["method"] != "POST":
+            # Consent never changes on GET: a link or an image cannot choose for the visitor.
+            return PlainTextResponse("Method Not Allowed", status_code=405, headers={"allow": "POST"})
+        headers = Headers(scope=scope)
+        if not same_origin(headers):
+            return PlainTextResponse("Forbidden: choices are made on this site's own pages", status_code=403)
+        form = await read_form(receive)
+        if form is None:
+            return PlainTextResponse("Payload Too Large", status_code=413)
+        previous = self.consent.read(scope)
+        if name == "/consent":
+            choice = form.get("choice", "")
+            if choice not in CHOICES:
+                return PlainTextResponse("Bad Request: choice is accept, reject or withdraw", status_code=400)
+            chosen = self.consent.choose(previous, choice)
+        else:
+            language = form.get("language") or None
+            country = (form.get("country") or "").upper() or None
+            chosen = self.consent.correct(previous, language=language, country=country)
+        response = Response(status_code=303, headers={"location": safe_next(form.get("next"))})
+        for value in self.consent.cookie_header(chosen, secure=scope.get("scheme") == "https"):
+            response.raw_headers.append((b"set-cookie", value.encode("latin-1")))
+        return response
+
+
+async def read_form(receive: Receive) -> dict[str, str] | None:
+    """The url-encoded form fields of a small request body; None when it is too large."""
+    body = b""
+    more_body = True
+    while more_body:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    return dict(parse_qsl(body.decode("latin-1")))
