@@ -78,7 +78,7 @@ def _plan(
             vary.extend(("Cookie", "Sec-GPC"))
         else:
             private = True
-    for signal in sorted(signals):
+    for signal in sorted(signals - {"returning"}):  # consent-gated: covered by consent_dependent above
         if signal in cache_keys:
             vary.extend(cache_keys[signal])
         else:
