@@ -187,9 +187,7 @@ def test_returning_visitor_content_needs_consent_and_an_earlier_first_visit() ->
     "header",
     [
         {"cookie": f"{COOKIE_NAME}={signed(GRANTED_YESTERDAY)[:-2]}xx"},
-        {
-            "cookie": f"{COOKIE_NAME}={signed({'c': 'g', 'v': '1', 'f': '2000-01-01'}, keys=('another-secret-0123456789',))}"
-        },
+        cookie({"c": "g", "v": "1", "f": "2000-01-01"}, keys=("another-secret-0123456789",)),
         {"cookie": f"{COOKIE_NAME}=garbage"},
         {"cookie": f"{COOKIE_NAME}={signed({'c': 'g', 'v': '0', 'f': YESTERDAY})}"},
         {"cookie": f"{COOKIE_NAME}={signed({'c': 'x', 'v': '1'})}"},
