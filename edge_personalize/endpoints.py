@@ -1,4 +1,5 @@
-"""The built-in endpoints under `site.endpoint_prefix`: the visitor's consent and corrections.
+"""The built-in endpoints under `site.endpoint_prefix`: the visitor's choices, the why page
+and the public policy.
 
 Choices change only on POST, only from the site's own pages, and answer with a 303 back to a
 path on this site; these responses are the only ones that ever set a cookie.
@@ -6,13 +7,19 @@ path on this site; these responses are the only ones that ever set a cookie.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from edge_personalize.consent import ConsentManager
+from edge_personalize.i18n import country_name, territories
+from edge_personalize.signals.language import language_name
+from edge_personalize.why import explain_page, site_policy
+
+if TYPE_CHECKING:
+    from edge_personalize.middleware import PersonalizeMiddleware
 
 MAX_FORM_BYTES = 8 * 1024
 CHOICES = ("accept", "reject", "withdraw")
@@ -43,18 +50,44 @@ def same_origin(headers: Headers) -> bool:
 
 
 class Endpoints:
-    def __init__(self, prefix: str, consent: ConsentManager) -> None:
-        self.prefix = prefix
-        self.consent = consent
+    def __init__(self, middleware: PersonalizeMiddleware) -> None:
+        self.middleware = middleware
+        self.prefix = middleware.config.site.endpoint_prefix
+        self.consent = middleware.consent
+        # The policy is public and the same for everyone: built once.
+        self.policy = site_policy(middleware.config, middleware)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = scope["path"][len(self.prefix) :]
         if name in ("/consent", "/correct"):
             response = await self.choice(scope, receive, name)
+            response.headers["cache-control"] = "no-store"
+        elif name == "/why" and scope["method"] in ("GET", "HEAD"):
+            response = self.why(scope)
+        elif name == "/policy.json" and scope["method"] in ("GET", "HEAD"):
+            response = JSONResponse(self.policy, headers={"cache-control": "public, max-age=300"})
         else:
             response = PlainTextResponse("Not Found", status_code=404)
-        response.headers["cache-control"] = "no-store"
         await response(scope, receive, send)
+
+    def why(self, scope: Scope) -> Response:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        path = safe_next(query.get("path"))
+        page = explain_page(self.middleware, scope, urlsplit(path).path, query.get("ref"))
+        headers = {"cache-control": "private, no-store", "vary": "Accept"}
+        if "application/json" in Headers(scope=scope).get("accept", ""):
+            return JSONResponse(page, headers=headers)
+        language = page["language"]
+        values = {
+            **page,
+            "prefix": self.prefix,
+            "privacy_url": self.middleware.config.badge.privacy_url,
+            "back_url": path,
+            "countries": sorted(((code, country_name(code, language)) for code in territories()), key=lambda c: c[1]),
+            "languages": [(code, language_name(code, code)) for code in self.middleware.config.site.languages],
+        }
+        env = self.middleware.personalizer.environment(language)
+        return HTMLResponse(env.get_template("why.html").render(values), headers=headers)
 
     async def choice(self, scope: Scope, receive: Receive, name: str) -> Response:
         if scope["method"] != "POST":

@@ -7,12 +7,13 @@ never reach it. The returned text is plain (not HTML): templates escape it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_personalize.i18n import country_name, translations
 from edge_personalize.signals.language import language_name
 
 if TYPE_CHECKING:
+    from edge_personalize.consent import Consent
     from edge_personalize.context import VisitorContext
 
 PURPOSES = ("reward", "remind", "recognize", "support", "choose")
@@ -109,18 +110,25 @@ def _referral_fact(signal: str, ctx: VisitorContext, language: str) -> Fact:
             return Fact(signal, None, "Referer", _(language, "Your browser did not say which site sent you."))
         return Fact(signal, domain, "Referer", _(language, "You came from a link on {domain}.").format(domain=domain))
     category = referral.category
-    messages = {
-        "search": _(language, "You came from a search engine ({domain})."),
-        "social": _(language, "You came from a link shared on social media or in a message ({domain})."),
-        "email": _(language, "You came from a link in an email ({domain})."),
-        "campaign": _(language, "You followed a link from a campaign."),
-        "internal": _(language, "You came from another page of this site."),
-        "other": _(language, "You came from a link on {domain}."),
-        "direct": _(language, "You came here directly, not from a link on another site."),
-    }
+    if domain is None:
+        messages = {
+            "search": _(language, "You came from a search engine."),
+            "social": _(language, "You came from a link shared on social media or in a message."),
+            "email": _(language, "You came from a link in an email."),
+            "other": _(language, "You came from a link on another site."),
+        }
+    else:
+        messages = {
+            "search": _(language, "You came from a search engine ({domain})."),
+            "social": _(language, "You came from a link shared on social media or in a message ({domain})."),
+            "email": _(language, "You came from a link in an email ({domain})."),
+            "other": _(language, "You came from a link on {domain}."),
+        }
+    messages["campaign"] = _(language, "You followed a link from a campaign.")
+    messages["internal"] = _(language, "You came from another page of this site.")
+    messages["direct"] = _(language, "You came here directly, not from a link on another site.")
     source = "URL" if category == "campaign" else "Referer"
-    text = messages[category].format(domain=domain or _(language, "an unknown site"))
-    return Fact(signal, category, source, text)
+    return Fact(signal, category, source, messages[category].format(domain=domain))
 
 
 def _device_fact(ctx: VisitorContext, language: str) -> Fact:
@@ -144,3 +152,84 @@ def _returning_fact(ctx: VisitorContext, language: str) -> Fact:
     else:
         text = _(language, "This is your first visit that this site remembers.")
     return Fact("returning", "yes" if returning else "no", "cookie", text)
+
+
+def purpose_text(purpose: str, language: str) -> str:
+    messages = {
+        "reward": _(language, "Purpose: to reward or thank you."),
+        "remind": _(language, "Purpose: to remind you of something relevant."),
+        "recognize": _(language, "Purpose: to recognize you as a returning visitor."),
+        "support": _(language, "Purpose: to help you with content that fits your situation."),
+        "choose": _(language, "Purpose: to make a choice for you and save you a step."),
+    }
+    return messages[purpose]
+
+
+def stored_text(consent: Consent, language: str, expires: str) -> str:
+    """What this site keeps about the visitor, in plain words."""
+    if consent.state == "granted" and consent.stored:
+        return _(
+            language,
+            "You agreed that this site keeps one cookie, until {date}, with your choice, the date of your first visit"
+            " and any correction you made.",
+        ).format(date=expires)
+    if consent.stored:
+        return _(language, "This site keeps only your refusal, in one cookie.")
+    return _(language, "Nothing about you was stored.")
+
+
+def standard_reason_text(reason: str, language: str) -> str:
+    messages = {
+        "crawler": _(language, "You get the standard page: your browser identifies itself as a crawler."),
+        "shared-link": _(
+            language, "You get the standard page: you followed a shared link, so you see what everyone sees."
+        ),
+        "consent": _(language, "You get the standard page: this site personalizes nothing until you agree."),
+    }
+    return messages[reason]
+
+
+def describe(data: Any, language: str) -> str:
+    """A condition's data form (see rules.py `to_data`) in plain words, for the policy and the why page."""
+    if "all" in data:
+        return _(language, "all of: {parts}").format(parts="; ".join(describe(item, language) for item in data["all"]))
+    if "any" in data:
+        return _(language, "any of: {parts}").format(parts="; ".join(describe(item, language) for item in data["any"]))
+    if "not" in data:
+        return _(language, "not ({part})").format(part=describe(data["not"], language))
+    ((key, value),) = data.items()
+    values = value if isinstance(value, list) else [value]
+    labels = {
+        "language": _(language, "language"),
+        "country": _(language, "country"),
+        "region": _(language, "region"),
+        "city": _(language, "city"),
+        "referrer": _(language, "coming from"),
+        "referrer_domain": _(language, "coming from the site"),
+        "campaign": _(language, "campaign"),
+        "device": _(language, "device"),
+        "returning": _(language, "returning visitor"),
+    }
+    names = {
+        "search": _(language, "a search engine"),
+        "social": _(language, "social media or a message"),
+        "email": _(language, "an email"),
+        "campaign": _(language, "a campaign link"),
+        "internal": _(language, "this site"),
+        "other": _(language, "another site"),
+        "direct": _(language, "nowhere (direct)"),
+        "mobile": _(language, "phone"),
+        "tablet": _(language, "tablet"),
+        "desktop": _(language, "computer"),
+        True: _(language, "yes"),
+        False: _(language, "no"),
+    }
+    shown = []
+    for item in values:
+        if key == "language":
+            shown.append(language_name(item, language))
+        elif key == "country":
+            shown.append(country_name(item, language))
+        else:
+            shown.append(names.get(item, str(item)))
+    return _(language, "{label} is {values}").format(label=labels[key], values=_(language, " or ").join(shown))

@@ -52,3 +52,11 @@ def cldr_locale(language: str) -> Locale:
 
 def country_name(code: str, language: str) -> str:
     return str(cldr_locale(language).territories.get(code, code))
+
+
+@cache
+def territories() -> tuple[str, ...]:
+    """ISO 3166-1 alpha-2 codes of countries and territories that CLDR names."""
+    groupings = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}  # unions, pseudo and unknown regions
+    codes = (str(code) for code in Locale("en").territories)
+    return tuple(sorted(code for code in codes if len(code) == 2 and code.isalpha() and code not in groupings))

@@ -52,7 +52,7 @@ class PersonalizeMiddleware:
         self.routes = RouteTable(
             self.config, self.readers.cache_keys, enabled=not disabled, consent_dependent=self.consent_dependent
         )
-        self.endpoints = Endpoints(self.config.site.endpoint_prefix, self.consent)
+        self.endpoints = Endpoints(self)
         self._endpoint_root = self.config.site.endpoint_prefix + "/"
         self.standard_param = self.config.site.standard_param
         self._standard_marker = f"{self.standard_param}=".encode()
@@ -175,15 +175,11 @@ class PersonalizeResponder:
         middleware = self.middleware
         consent = middleware.consent.read(self.scope) if middleware.consent_dependent else NO_CONSENT
         ctx = VisitorContext(middleware.readers, self.scope, consent)
-        if ctx.device.is_bot:
-            return  # crawlers always get the standard page, with no badge
-        if plan.route.shared_links_standard and ctx.referral.category == "social":
-            return  # a link a friend shared shows what the friend saw
         personalizer = middleware.personalizer
-        if personalizer.config.consent.required_for == "everything" and consent.state != "granted":
-            decisions = {}
-        else:
-            decisions = personalizer.decide(plan.slots, ctx)
+        reason = personalizer.standard_reason(plan, ctx)
+        if reason in ("crawler", "shared-link"):
+            return
+        decisions = {} if reason == "consent" else personalizer.decide(plan.slots, ctx)
         banner = middleware.show_banner and consent.state == "unknown"
         if not banner and not any(decision.variant for decision in decisions.values()):
             return

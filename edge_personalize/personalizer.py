@@ -20,8 +20,9 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 
 from edge_personalize.config import Config, Variant
 from edge_personalize.context import SignalReaders, VisitorContext
-from edge_personalize.explain import Fact
+from edge_personalize.explain import Fact, purpose_text, stored_text
 from edge_personalize.i18n import cldr_locale, translations
+from edge_personalize.routes import RoutePlan
 from edge_personalize.rules import Condition
 
 logger = logging.getLogger("edge_personalize")
@@ -130,10 +131,24 @@ class Personalizer:
     def decide(self, slots: tuple[str, ...], ctx: VisitorContext) -> dict[str, Decision]:
         return {name: self._decide(name, ctx) for name in slots}
 
+    def standard_reason(self, plan: RoutePlan, ctx: VisitorContext) -> str | None:
+        """Why this visitor gets the standard page on this route, or None when they don't."""
+        if ctx.device.is_bot:
+            return "crawler"  # crawlers always get the standard page, with no badge
+        if plan.route.shared_links_standard and ctx.referral.category == "social":
+            return "shared-link"  # a link a friend shared shows what the friend saw
+        if self.config.consent.required_for == "everything" and ctx.consent.state != "granted":
+            return "consent"
+        return None
+
     def _decide(self, name: str, ctx: VisitorContext) -> Decision:
         slot = self.config.slots[name]
         if slot.holdout and self._random.random() < slot.holdout:
             return Decision(name, None, "holdout")
+        return self.decide_without_holdout(name, ctx)
+
+    def decide_without_holdout(self, name: str, ctx: VisitorContext) -> Decision:
+        slot = self.config.slots[name]
         try:
             for variant in slot.variants:
                 if not variant.enabled:
@@ -183,22 +198,24 @@ class Personalizer:
         query = [(k, v) for k, v in parse_qsl(page.query_string) if k != self.config.site.standard_param]
         standard = urlencode([*query, (self.config.site.standard_param, "off")])
         consent = page.ctx.consent
-        why = f"{prefix}/why?{urlencode({'path': page.path})}"
+        language = page.ctx.page_language
+        expires = format_date(consent.expires, format="long", locale=cldr_locale(language)) if consent.expires else ""
+        why_query = {"path": page.path}
+        if "referrer" in page.ctx.read:
+            why_query["ref"] = page.ctx.referral.category
+        why = f"{prefix}/why?{urlencode(why_query)}"
         return {
             "facts": facts,
-            "purpose": variant.purpose,
-            "consent": consent.state,
-            "stored": consent.stored,
-            "expires": format_date(consent.expires, format="long", locale=cldr_locale(page.ctx.page_language))
-            if consent.expires
-            else "",
+            "purpose": purpose_text(variant.purpose, language),
+            "stored": stored_text(consent, language, expires),
             "correctable": self.corrections and any(f.signal in ("language", "country") for f in facts),
             "correct_url": f"{why}#correct",
             "standard_url": f"{page.path}?{standard}",
+            "share_url": f"{page.path}?{urlencode([*query, (self.config.site.standard_param, 'shared')])}",
             "why_url": why,
             "privacy_url": self.config.badge.privacy_url,
             "include_style": first,
-            "language": page.ctx.page_language,
+            "language": language,
         }
 
 

@@ -36,16 +36,22 @@ class RouteTable:
         from (empty for one read from the URL only); any other signal makes a response private, and
         so does the visitor's consent when the site keeps anything that needs it."""
         self._entries: list[tuple[str | None, re.Pattern[str] | None, RoutePlan | None]] = []
+        self._plans: list[tuple[Route, RoutePlan | None]] = []
         for route in config.routes:
             plan = (
                 _plan(config, route, cache_keys, consent_dependent)
                 if enabled and route.enabled and config.site.enabled
                 else None
             )
+            self._plans.append((route, plan))
             if "{" in route.path:
                 self._entries.append((None, compile_path(route.path)[0], plan))
             else:
                 self._entries.append((route.path, None, plan))
+
+    def plan_for(self, route: Route) -> RoutePlan | None:
+        """The plan of a configured route; None when it is switched off or has no slots."""
+        return next(plan for candidate, plan in self._plans if candidate is route)
 
     def match(self, path: str) -> RoutePlan | None:
         """The plan of the first route matching `path`; None when unmatched or switched off."""

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from babel import Locale
-
 from edge_personalize.errors import ConfigError
 from edge_personalize.explain import Fact, fact
+from edge_personalize.i18n import territories
 
 if TYPE_CHECKING:
     from edge_personalize.context import VisitorContext
@@ -41,7 +40,7 @@ __all__ = [
 
 REFERRER_CATEGORIES = ("search", "social", "email", "campaign", "internal", "other", "direct")
 DEVICE_CLASSES = ("mobile", "tablet", "desktop")
-_TERRITORIES = frozenset(str(code) for code in Locale("en").territories if len(str(code)) == 2 and str(code).isalpha())
+_TERRITORIES = frozenset(territories())
 _REGION = re.compile(r"[A-Z]{2}-[A-Z0-9]{1,3}")
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 _CAMPAIGN = re.compile(r"[A-Za-z0-9 _.-]{1,64}")
