@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import datetime
 from typing import NoReturn
 from urllib.parse import parse_qsl
 
@@ -30,6 +32,7 @@ class PersonalizeMiddleware:
     (add it before GZipMiddleware), because compressed bodies are passed through untouched.
     A site that runs its own consent manager passes `consent`, a callable that reads the
     visitor's choice from the request; the built-in banner and cookie are then not used.
+    `clock` (an aware datetime) replaces the system clock, for tests and simulations.
     """
 
     def __init__(
@@ -38,12 +41,13 @@ class PersonalizeMiddleware:
         config: Config | str | os.PathLike[str],
         *,
         consent: ConsentReader | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
         self.config = config if isinstance(config, Config) else load_config(config)
         self.signing_keys = self.config.signing_keys()
         self.readers = SignalReaders(self.config)
-        self.consent = ConsentManager(self.config, self.signing_keys, reader=consent)
+        self.consent = ConsentManager(self.config, self.signing_keys, reader=consent, clock=clock)
         # A site that keeps nothing about its visitors never asks, and its pages never depend on a cookie.
         self.consent_dependent = needs_consent(self.config)
         self.show_banner = self.consent_dependent and consent is None

@@ -76,7 +76,8 @@ def _plan(
             signals |= variant.when.signals  # type: ignore[union-attr]
     if route.shared_links_standard:
         signals.add("referrer")
-    vary: list[str] = []
+    # The badge and the banner speak the page's language, whatever the rules read.
+    vary: list[str] = list(cache_keys["language"]) if len(config.site.languages) > 1 else []
     private = False
     if consent_dependent:
         # The banner, corrections and consent-gated context come from the cookie and Sec-GPC.

@@ -76,6 +76,8 @@ ALL_ON = Switches(frozenset())
 
 
 class SwitchStore(Protocol):
+    """What the middleware and the owner page need from a switch store."""
+
     def current(self) -> Switches:
         """The latest known switches: cheap, never blocks on I/O for long, never raises."""
         ...
@@ -102,7 +104,7 @@ def _normalized(level: Level, name: str) -> str:
 
 
 def _checked_name(level: Level, name: str, where: str) -> str:
-    """The switch name, normalized; SwitchStoreError when it cannot name a route, slot or variant."""
+    # Names follow the config's rules, so a typo cannot create a switch that matches nothing.
     if level not in LEVELS:
         raise SwitchStoreError(f"{where}: unknown switch level {level!r}; expected one of {list(LEVELS)}")
     if level == "site":

@@ -264,7 +264,7 @@ def test_consent_dependent_pages_are_private_or_vary_on_cookie_where_the_site_op
     assert client_for().get("/").headers["cache-control"] == "private"
     opted = client_for(consent_config(consent=ConsentSettings(vary_cookie=True))).get("/")
     assert "cache-control" not in opted.headers
-    assert opted.headers["vary"] == "Cookie, Sec-GPC"
+    assert opted.headers["vary"] == "Accept-Language, Cookie, Sec-GPC"
 
 
 def test_a_correction_is_stored_after_consent_and_overrides_the_inferred_country() -> None:

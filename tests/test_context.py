@@ -65,7 +65,7 @@ def test_country_from_the_cdn_header_varies_on_that_header() -> None:
     _, headers, body = request(config, [(b"cf-ipcountry", b"AT")])
     assert "<h1>Personal</h1>" in body
     assert "Austria, according to the location header of this site&#39;s network (CF-IPCountry)" in body
-    assert headers["vary"].lower() == "cf-ipcountry"
+    assert headers["vary"].lower() == "accept-language, cf-ipcountry"  # the badge speaks the page language
     assert "cache-control" not in headers
     assert "<h1>Personal</h1>" not in request(config, [(b"cf-ipcountry", b"XX")])[2]
 
@@ -115,7 +115,7 @@ def test_campaign_alone_keeps_the_page_cacheable() -> None:
     config = make_config(slots=slot(campaign="spring"), routes=routes)
     _, headers, body = request(config, [], query=b"utm_source=news&utm_campaign=spring")
     assert "<h1>Personal</h1>" in body
-    assert "vary" not in headers and "cache-control" not in headers
+    assert headers["vary"] == "Accept-Language" and "cache-control" not in headers
 
 
 XSS = b"<script>alert(1)</script>"

@@ -94,7 +94,7 @@ def test_policy_is_public_cacheable_and_the_same_for_every_visitor(shop: TestCli
     routes = {route["path"]: route for route in policy["routes"]}
     assert routes["/help/{slug}"]["enabled"] is False
     assert routes["/"]["signals"] == ["country", "language", "referrer", "returning"]
-    assert routes["/"]["cache"] == {"vary": ["cf-ipcountry", "Accept-Language"], "private": True}
+    assert routes["/"]["cache"] == {"vary": ["Accept-Language", "Cookie", "Sec-GPC", "cf-ipcountry"], "private": True}
     hero = policy["slots"]["hero"]["variants"][0]
     assert hero == {
         "name": "german-speakers",
