@@ -1,67 +1,130 @@
-"""Rewriter throughput on generated pages: `python benchmarks/rewriter.py`.
+"""Rewriter throughput on generated pages: `python benchmarks/rewriter.py [--smoke]`.
 
-Prints MB/s for a page handed over in one piece and streamed in 64 KiB chunks, with 0 and 5
-slots, next to `bytes.find` over the same page (the ceiling).
+MB/s for our rewriter handed the page in one piece and streamed in 64 KiB chunks, with 0 and 5
+slots, next to `bytes.find` over the same page (the ceiling), python-lolhtml doing the same
+replacement by the `[data-personalize]` selector, and selectolax (Lexbor) parsing and
+serializing the page.
 """
 
 from __future__ import annotations
 
-import timeit
+import argparse
+from collections.abc import Callable
+
+from common import Row, Section, fmt, per_call, ratio, table
+from pages import CHUNK, page, replace
 
 from edge_personalize.rewriter import SlotRewriter
 
-ITEM = (
-    '<li class="product"><a href="/products/{i}" title="Product {i}">'
-    '<img src="/img/{i}.jpg" alt="Product {i}" width="120" height="90"></a>'
-    '<span class="price">{i}.00</span><!-- item {i} --></li>\n'
-)
+try:
+    import lolhtml
+except ImportError:  # optional: pip install python-lolhtml
+    lolhtml = None
+try:
+    from selectolax.lexbor import LexborHTMLParser
+except ImportError:  # optional: pip install selectolax
+    LexborHTMLParser = None
+
+REPLACEMENT = replace("", b"").decode()
 
 
-def page(size: int, slots: int) -> bytes:
-    head = '<!doctype html><html><head><title>Shop</title><script>var a = "<div>";</script></head><body><ul>\n'
-    body = []
-    i = 0
-    while len(head) + sum(map(len, body)) < size:
-        body.append(ITEM.format(i=i))
-        i += 1
-    step = max(1, len(body) // (slots + 1))
-    for n in range(slots):
-        body.insert((n + 1) * step, f'<section data-personalize="s{n}"><h2>Default {n}</h2><p>Text</p></section>\n')
-    return (head + "".join(body) + "</ul></body></html>").encode()
+def one_piece(html: bytes) -> bytes:
+    return SlotRewriter(replace).close(html)
 
 
-def replace(name: str, inner: bytes) -> bytes:
-    return b"<h2>Personalized</h2>"
-
-
-def one_piece(html: bytes) -> None:
-    SlotRewriter(replace).close(html)
-
-
-def streamed(html: bytes, chunk: int = 64 * 1024) -> None:
+def streamed(html: bytes) -> bytes:
     rewriter = SlotRewriter(replace)
-    for i in range(0, len(html), chunk):
-        rewriter.feed(html[i : i + chunk])
-    rewriter.close()
+    out = [rewriter.feed(html[i : i + CHUNK]) for i in range(0, len(html), CHUNK)]
+    out.append(rewriter.close())
+    return b"".join(out)
 
 
-def mbps(func: object, html: bytes) -> float:
-    timer = timeit.Timer(lambda: func(html))  # type: ignore[operator]
-    number, _ = timer.autorange()
-    best = min(timer.repeat(repeat=5, number=number)) / number
-    return len(html) / best / 1e6
+class _LolSlot:
+    def element(self, element: lolhtml.Element) -> None:
+        element.set_inner_content(REPLACEMENT, lolhtml.ContentType.HTML)
+
+
+def lol_one_piece(html: bytes) -> bytes:
+    out = bytearray()
+    rewriter = lolhtml.HTMLRewriter(out.extend)
+    rewriter.on("[data-personalize]", _LolSlot())
+    rewriter.write(html)
+    rewriter.end()
+    return bytes(out)
+
+
+def lol_streamed(html: bytes) -> bytes:
+    out = bytearray()
+    rewriter = lolhtml.HTMLRewriter(out.extend)
+    rewriter.on("[data-personalize]", _LolSlot())
+    for i in range(0, len(html), CHUNK):
+        rewriter.write(html[i : i + CHUNK])
+    rewriter.end()
+    return bytes(out)
+
+
+def lexbor(html: bytes) -> bytes:
+    return LexborHTMLParser(html).html.encode()  # type: ignore[no-any-return]
+
+
+def measure(smoke: bool = False) -> Section:
+    section = Section("1. Rewriter throughput", "MB/s (higher is better); ratios are ours ÷ theirs")
+    missing = [name for name, mod in (("python-lolhtml", lolhtml), ("selectolax", LexborHTMLParser)) if mod is None]
+    if missing:
+        section.notes.append(f"Not installed, so not measured: {', '.join(missing)} (pip install {' '.join(missing)}).")
+    sizes = (10_000, 100_000) if smoke else (10_000, 100_000, 1_000_000)
+    timing = {"min_time": 0.005, "repeat": 1} if smoke else {"min_time": 0.3, "repeat": 5}
+
+    def mbps(func: Callable[[bytes], object] | None, html: bytes) -> float | None:
+        if func is None:
+            return None
+        return len(html) / per_call(lambda: func(html), **timing) / 1e6
+
+    for size in sizes:
+        for slots in (0, 5):
+            html = page(size, slots)
+            expected = one_piece(html)
+            if streamed(html) != expected:
+                section.notes.append(f"{size // 1000} KB, {slots} slots: streamed output differs from one-piece!")
+            if lolhtml is not None and lol_one_piece(html) != expected:
+                section.notes.append(f"{size // 1000} KB, {slots} slots: python-lolhtml output differs from ours.")
+            find = mbps(lambda h: h.find(b"data-personalize-x"), html)
+            lexbor_mbps = mbps(lexbor if LexborHTMLParser else None, html)
+            for mode, ours, theirs in (
+                ("one piece", one_piece, lol_one_piece),
+                ("64 KiB chunks", streamed, lol_streamed),
+            ):
+                ours_mbps = mbps(ours, html)
+                lol_mbps = mbps(theirs if lolhtml else None, html)
+                row = Row(
+                    f"{len(html) // 1000} KB, {slots} slots, {mode}",
+                    {
+                        "ours": ours_mbps,
+                        "bytes.find": find,
+                        "lolhtml": lol_mbps,
+                        "selectolax": lexbor_mbps,
+                        "÷ find": ratio(ours_mbps, find),
+                        "x lolhtml": ratio(ours_mbps, lol_mbps),
+                        "x selectolax": ratio(ours_mbps, lexbor_mbps),
+                    },
+                )
+                times_lol = row.values["x lolhtml"]
+                if slots == 0:
+                    row.target = "≥ 1,000 MB/s and ≥ 10x lolhtml"
+                    row.measured = f"{fmt(ours_mbps)} MB/s, {fmt(times_lol)}x lolhtml"
+                    row.met = None if times_lol is None else bool(ours_mbps >= 1000 and times_lol >= 10)  # type: ignore[operator]
+                elif size == 100_000:
+                    row.target = "≥ 3x lolhtml"
+                    row.measured = f"{fmt(times_lol)}x lolhtml"
+                    row.met = None if times_lol is None else bool(times_lol >= 3)  # type: ignore[operator]
+                section.rows.append(row)
+    return section
 
 
 def main() -> None:
-    print(f"{'page':>14} {'find':>10} {'one piece':>10} {'streamed':>10}  (MB/s)")
-    for size in (10_000, 100_000, 1_000_000):
-        for slots in (0, 5):
-            html = page(size, slots)
-            ceiling = mbps(lambda h: h.find(b"data-personalize-x"), html)
-            print(
-                f"{len(html) // 1000:>5} KB {slots} sl {ceiling:>10.0f} {mbps(one_piece, html):>10.0f}"
-                f" {mbps(streamed, html):>10.0f}"
-            )
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, few iterations")
+    print(table(measure(parser.parse_args().smoke)))
 
 
 if __name__ == "__main__":
