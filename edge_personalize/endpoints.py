@@ -14,39 +14,16 @@ from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from edge_personalize.admin import admin
+from edge_personalize.forms import read_form, safe_next, same_origin
 from edge_personalize.i18n import country_name, territories
 from edge_personalize.signals.language import language_name
-from edge_personalize.why import explain_page, site_policy
+from edge_personalize.why import explain_page, site_policy, visitor_context
 
 if TYPE_CHECKING:
     from edge_personalize.middleware import PersonalizeMiddleware
 
-MAX_FORM_BYTES = 8 * 1024
 CHOICES = ("accept", "reject", "withdraw")
-
-
-def safe_next(value: str | None) -> str:
-    """A same-site relative path to go back to; anything else becomes "/"."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        return "/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return "/"
-    return value
-
-
-def same_origin(headers: Headers) -> bool:
-    """Whether a POST comes from the site's own pages (there is no token cookie before consent)."""
-    fetch_site = headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site == "same-origin"
-    origin = headers.get("origin")
-    if origin is None:
-        return True  # not sent by a browser on someone else's page: browsers send Origin on POST
-    host = headers.get("host")
-    return host is not None and urlsplit(origin).netloc == host
 
 
 class Endpoints:
@@ -64,6 +41,8 @@ class Endpoints:
             response.headers["cache-control"] = "no-store"
         elif name == "/why" and scope["method"] in ("GET", "HEAD"):
             response = self.why(scope)
+        elif name in ("/admin", "/admin/switch"):
+            response = await admin(self.middleware, scope, receive, name)
         elif name == "/policy.json" and scope["method"] in ("GET", "HEAD"):
             response = JSONResponse(self.policy, headers={"cache-control": "public, max-age=300"})
         else:
@@ -73,7 +52,8 @@ class Endpoints:
     def why(self, scope: Scope) -> Response:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         path = safe_next(query.get("path"))
-        page = explain_page(self.middleware, scope, urlsplit(path).path, query.get("ref"))
+        ctx = visitor_context(self.middleware, scope, query.get("ref"))
+        page = explain_page(self.middleware, ctx, urlsplit(path).path)
         headers = {"cache-control": "private, no-store", "vary": "Accept"}
         if "application/json" in Headers(scope=scope).get("accept", ""):
             return JSONResponse(page, headers=headers)
@@ -113,18 +93,3 @@ class Endpoints:
         for value in self.consent.cookie_header(chosen, secure=scope.get("scheme") == "https"):
             response.raw_headers.append((b"set-cookie", value.encode("latin-1")))
         return response
-
-
-async def read_form(receive: Receive) -> dict[str, str] | None:
-    """The url-encoded form fields of a small request body; None when it is too large."""
-    body = b""
-    more_body = True
-    while more_body:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        body += message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    return dict(parse_qsl(body.decode("latin-1")))

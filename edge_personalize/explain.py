@@ -90,6 +90,8 @@ def _location_fact(signal: str, ctx: VisitorContext, language: str) -> Fact:
 def _source_phrase(source: str | None, corrected: bool, language: str) -> str:
     if corrected:
         return _(language, "as you told us")
+    if source == "simulation":
+        return _(language, "in this simulation")
     if source and source.endswith(".mmdb"):
         return _(language, "looked up from your network address in a location database")
     return _(language, "according to the location header of this site's network ({header})").format(header=source)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import NoReturn
@@ -11,13 +13,17 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edge_personalize.admin import Owner, OwnerAuth
 from edge_personalize.config import Config, load_config
 from edge_personalize.consent import NO_CONSENT, ConsentManager, ConsentReader, needs_consent
 from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.endpoints import Endpoints
 from edge_personalize.personalizer import Page, Personalizer
+from edge_personalize.preview import PREVIEW_PARAM, Previews, Simulation
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
+from edge_personalize.switches import Switches, open_store
+from edge_personalize.why import explain_page
 
 # Charsets in which ASCII bytes mean ASCII characters, so markup can be found in raw bytes.
 ASCII_COMPATIBLE = frozenset(
@@ -32,7 +38,9 @@ class PersonalizeMiddleware:
     (add it before GZipMiddleware), because compressed bodies are passed through untouched.
     A site that runs its own consent manager passes `consent`, a callable that reads the
     visitor's choice from the request; the built-in banner and cookie are then not used.
-    `clock` (an aware datetime) replaces the system clock, for tests and simulations.
+    `owner_auth`, a callable receiving the request, opens the owner page (as does a hashed token
+    in `owner.token_hash_env`). `clock` (returning an aware datetime) replaces the system clock,
+    for tests and simulations.
     """
 
     def __init__(
@@ -41,6 +49,7 @@ class PersonalizeMiddleware:
         config: Config | str | os.PathLike[str],
         *,
         consent: ConsentReader | None = None,
+        owner_auth: OwnerAuth | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
@@ -56,7 +65,13 @@ class PersonalizeMiddleware:
         self.routes = RouteTable(
             self.config, self.readers.cache_keys, enabled=not disabled, consent_dependent=self.consent_dependent
         )
+        self.switches = open_store(self.config.resolve(self.config.owner.switches), self.config.owner.redis_url)
+        self.owner = Owner(self.config, self.signing_keys, owner_auth)
+        self.previews = Previews(self.signing_keys)
+        # How often each variant was shown since start, and how many views were held out: no visitor data.
+        self.counts: Counter[tuple[str, str]] = Counter()
         self.endpoints = Endpoints(self)
+        self._preview_marker = f"{PREVIEW_PARAM}=".encode()
         self._endpoint_root = self.config.site.endpoint_prefix + "/"
         self.standard_param = self.config.site.standard_param
         self._standard_marker = f"{self.standard_param}=".encode()
@@ -72,7 +87,31 @@ class PersonalizeMiddleware:
         if plan is None or scope["method"] not in ("GET", "HEAD") or self._standard_requested(scope):
             await self.app(scope, receive, send)
             return
-        await PersonalizeResponder(self, plan)(scope, receive, send)
+        switches = self.switches.current()
+        if not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
+            await self.app(scope, receive, send)
+            return
+        simulation = self._preview(scope) if self._preview_marker in scope.get("query_string", b"") else None
+        await PersonalizeResponder(self, plan, switches, simulation)(scope, receive, send)
+
+    def _preview(self, scope: Scope) -> Simulation | None:
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+        token = next((value for key, value in query if key == PREVIEW_PARAM), "")
+        return self.previews.read(token, scope["path"])
+
+    def simulate(self, path: str, simulation: Simulation) -> list[dict[str, object]]:
+        """What each slot on `path` gives a simulated visitor, and why (for the owner page and the CLI)."""
+        ctx = simulation.context(self.readers)
+        page = explain_page(self, ctx, path)
+        return [
+            {
+                "name": slot["name"],
+                "variant": slot["variant"],
+                "why": [fact["text"] for fact in slot["facts"]]
+                or [text for alternative in slot["alternatives"] for text in alternative["why_not"]],
+            }
+            for slot in page["slots"]
+        ]
 
     def _standard_requested(self, scope: Scope) -> bool:
         # `?personalize=off` (or `=shared`, the link a visitor shares) is the page exactly as the app made it.
@@ -86,9 +125,14 @@ class PersonalizeMiddleware:
 class PersonalizeResponder:
     """Per-response state: holds the start message until the first body chunk decides the headers."""
 
-    def __init__(self, middleware: PersonalizeMiddleware, plan: RoutePlan) -> None:
+    def __init__(
+        self, middleware: PersonalizeMiddleware, plan: RoutePlan, switches: Switches, simulation: Simulation | None
+    ) -> None:
         self.middleware = middleware
         self.plan = plan
+        self.switches = switches
+        self.simulation = simulation
+        self.trace = False
         self.send: Send = unattached_send
         self.scope: Scope = {}
         self.head = False
@@ -123,6 +167,7 @@ class PersonalizeResponder:
             more_body = message.get("more_body", False)
             assert self.initial_message is not None
             headers = MutableHeaders(raw=self.initial_message["headers"])
+            started = time.perf_counter()
             self._prepare(headers)
             if self.rewriter is not None:
                 if more_body:
@@ -131,6 +176,11 @@ class PersonalizeResponder:
                 else:
                     body = self.rewriter.close(body)
                     headers["content-length"] = str(len(body))
+            if self.trace and self.page is not None:
+                # For previews and the owner only: which variant each slot got, from which signals.
+                headers["x-personalize-trace"] = self.page.trace()
+                elapsed = (time.perf_counter() - started) * 1000
+                headers.append("server-timing", f'personalize;dur={elapsed:.2f};desc="edge-personalize"')
             await self.send(self.initial_message)
             await self._send_body(body, more_body=more_body)
         elif message_type == "http.response.body":
@@ -177,15 +227,24 @@ class PersonalizeResponder:
         if plan.private:
             make_private(headers)
         middleware = self.middleware
-        consent = middleware.consent.read(self.scope) if middleware.consent_dependent else NO_CONSENT
-        ctx = VisitorContext(middleware.readers, self.scope, consent)
+        if self.simulation is not None:
+            # A signed preview: the chosen context, never the visitor's own, and never stored anywhere.
+            ctx = self.simulation.context(middleware.readers)
+            headers["cache-control"] = "private, no-store"
+            self.trace = True
+        else:
+            consent = middleware.consent.read(self.scope) if middleware.consent_dependent else NO_CONSENT
+            ctx = VisitorContext(middleware.readers, self.scope, consent)
+            # The owner asks for a trace on a live page with this request header and their credentials.
+            asked = "x-personalize-trace" in Headers(scope=self.scope)
+            self.trace = asked and middleware.owner.status(self.scope) == 200
         personalizer = middleware.personalizer
         reason = personalizer.standard_reason(plan, ctx)
         if reason in ("crawler", "shared-link"):
             return
-        decisions = {} if reason == "consent" else personalizer.decide(plan.slots, ctx)
-        banner = middleware.show_banner and consent.state == "unknown"
-        if not banner and not any(decision.variant for decision in decisions.values()):
+        decisions = {} if reason == "consent" else personalizer.decide(plan.slots, ctx, self.switches)
+        banner = middleware.show_banner and ctx.consent.state == "unknown"
+        if not banner and not any(decision.variant or decision.reason == "holdout" for decision in decisions.values()):
             return
         media = headers.get("content-type", "").partition(";")[2]
         self.page = Page(
@@ -195,6 +254,7 @@ class PersonalizeResponder:
             query_string=self.scope.get("query_string", b"").decode("latin-1"),
             charset=charset_of(media),
             decisions=decisions,
+            counts=middleware.counts,
         )
         self.rewriter = SlotRewriter(
             self.page.on_slot,

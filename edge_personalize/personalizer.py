@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from edge_personalize.explain import Fact, purpose_text, stored_text
 from edge_personalize.i18n import cldr_locale, translations
 from edge_personalize.routes import RoutePlan
 from edge_personalize.rules import Condition
+from edge_personalize.switches import ALL_ON, Switches
 
 logger = logging.getLogger("edge_personalize")
 
@@ -37,7 +39,8 @@ _PACKAGE_TEMPLATES = [
 class Decision:
     slot: str
     variant: Variant | None
-    reason: str  # matched | no-match | holdout | error
+    reason: str  # matched | no-match | holdout | switched-off | error
+    signals: frozenset[str] = frozenset()  # what the rules tried on the way read
 
     @property
     def condition(self) -> Condition:
@@ -55,6 +58,7 @@ class Page:
     query_string: str
     charset: str
     decisions: dict[str, Decision]
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     personalized: list[str] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
 
@@ -78,8 +82,19 @@ class Page:
         self.banner_shown = True
         return body
 
+    def trace(self) -> str:
+        """Per slot: the variant (or the standard content), the signals read, and whether it fell back."""
+        entries = []
+        for name, decision in self.decisions.items():
+            chosen = decision.variant.name if decision.variant else decision.reason
+            signals = " ".join(sorted(decision.signals))
+            entries.append(f'{name}={chosen};signals="{signals}";fallback={int(name in self.fallbacks)}')
+        return ", ".join(entries)
+
     def on_slot(self, name: str, default_inner_html: bytes) -> bytes | None:
         decision = self.decisions.get(name)
+        if decision is not None and decision.reason == "holdout":
+            self.counts[(name, "(holdout)")] += 1
         if decision is None or decision.variant is None:
             return None
         if len(self.personalized) >= self.personalizer.config.limits.max_slots_per_page:
@@ -99,6 +114,7 @@ class Page:
             self.fallbacks.append(name)
             return None
         self.personalized.append(name)
+        self.counts[(name, decision.variant.name)] += 1
         return body
 
 
@@ -128,8 +144,8 @@ class Personalizer:
             self._envs[language] = env
         return env
 
-    def decide(self, slots: tuple[str, ...], ctx: VisitorContext) -> dict[str, Decision]:
-        return {name: self._decide(name, ctx) for name in slots}
+    def decide(self, slots: tuple[str, ...], ctx: VisitorContext, switches: Switches = ALL_ON) -> dict[str, Decision]:
+        return {name: self._decide(name, ctx, switches) for name in slots}
 
     def standard_reason(self, plan: RoutePlan, ctx: VisitorContext) -> str | None:
         """Why this visitor gets the standard page on this route, or None when they don't."""
@@ -141,28 +157,33 @@ class Personalizer:
             return "consent"
         return None
 
-    def _decide(self, name: str, ctx: VisitorContext) -> Decision:
-        slot = self.config.slots[name]
-        if slot.holdout and self._random.random() < slot.holdout:
-            return Decision(name, None, "holdout")
-        return self.decide_without_holdout(name, ctx)
+    def _decide(self, name: str, ctx: VisitorContext, switches: Switches) -> Decision:
+        decision = self.decide_without_holdout(name, ctx, switches)
+        holdout = self.config.slots[name].holdout
+        if decision.variant is not None and holdout and self._random.random() < holdout:
+            # Held out: this view keeps the default, so the owner can compare both groups.
+            return Decision(name, None, "holdout", decision.signals)
+        return decision
 
-    def decide_without_holdout(self, name: str, ctx: VisitorContext) -> Decision:
-        slot = self.config.slots[name]
+    def decide_without_holdout(self, name: str, ctx: VisitorContext, switches: Switches = ALL_ON) -> Decision:
+        if not switches.allows("slot", name):
+            return Decision(name, None, "switched-off")
+        read: set[str] = set()
         try:
-            for variant in slot.variants:
-                if not variant.enabled:
+            for variant in self.config.slots[name].variants:
+                if not variant.enabled or not switches.allows("variant", f"{name}/{variant.name}"):
                     continue
                 condition: Condition = variant.when  # type: ignore[assignment]
+                read |= condition.signals
                 # Consent-gated context is absent, not false, until the visitor agrees.
                 if "returning" in condition.signals and ctx.returning is None:
                     continue
                 if condition.matches(ctx):
-                    return Decision(name, variant, "matched")
+                    return Decision(name, variant, "matched", frozenset(read))
         except Exception as exc:
             logger.warning("edge-personalize: slot %r could not be decided (%s: %s)", name, type(exc).__name__, exc)
-            return Decision(name, None, "error")
-        return Decision(name, None, "no-match")
+            return Decision(name, None, "error", frozenset(read))
+        return Decision(name, None, "no-match", frozenset(read))
 
     def render(self, page: Page, decision: Decision) -> str:
         variant = decision.variant

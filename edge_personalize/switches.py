@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_ON",
+    "LEVELS",
     "FileSwitchStore",
     "Level",
     "RedisSwitchStore",
@@ -206,12 +207,10 @@ class FileSwitchStore:
         self._lock = threading.Lock()
         self._next_check = clock() + check_interval
         self._bad: _Version | None = None
-        self._entries: dict[Switch, bool] = {}
-        self._version: _Version | None = None
         # A broken file at start-up is an error, like a broken config: starting with everything on
         # would silently undo the switches the owner turned off.
-        self._version, self._entries = self._read()
-        self._switches = _snapshot(self._entries)
+        self._version, entries = self._read()
+        self._switches = _snapshot(entries)
 
     def current(self) -> Switches:
         """The switches, re-checking the file at most every `check_interval` seconds."""
@@ -232,7 +231,7 @@ class FileSwitchStore:
             _, entries = self._read()
             entries[(level, name)] = on
             version = self._write(_render(entries))
-            self._version, self._entries, self._bad = version, entries, None
+            self._version, self._bad = version, None
             self._switches = _snapshot(entries)
 
     def close(self) -> None:
@@ -250,14 +249,14 @@ class FileSwitchStore:
         if version == self._version or (version is not None and version == self._bad):
             return
         try:
-            self._version, self._entries = self._read()
+            self._version, entries = self._read()
         except SwitchStoreError as exc:
             # Warn once per bad version: a fix, or another broken edit, is a new version.
             self._bad = version
             logger.warning("%s; keeping the last good switches", exc)
             return
         self._bad = None
-        self._switches = _snapshot(self._entries)
+        self._switches = _snapshot(entries)
 
     def _read(self) -> tuple[_Version | None, dict[Switch, bool]]:
         try:
@@ -370,6 +369,9 @@ class RedisSwitchStore:
         self._down = False
         self._warned_fields: set[tuple[str, str]] = set()
         self._stop = threading.Event()
+        # Orders set() against reloads, so that a reload that read the hash before a set() cannot
+        # replace that set()'s snapshot afterwards. current() never takes it.
+        self._write_lock = threading.Lock()
         # Load once before serving so the first requests already honor the switches.
         try:
             self._reload()
@@ -386,18 +388,18 @@ class RedisSwitchStore:
         """Write one switch to the hash and tell every worker; SwitchStoreError while Redis is down."""
         name = _checked_name(level, name, f"switch store {self._where}")
         field = _field(level, name)
-        try:
-            with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(self._key, field, "1" if on else "0")
-                pipe.publish(self._channel, field)
-                pipe.execute()
-        except self._errors as exc:
-            state = "on" if on else "off"
-            raise SwitchStoreError(
-                f"switch store {self._where} is unreachable ({exc}); {level} '{name}' was not switched {state}"
-            ) from None
-        # Effective here at once; a reload racing with this write is corrected by our own message.
-        self._switches = self._switches.with_switch(level, name, on)
+        with self._write_lock:
+            try:
+                with self._client.pipeline(transaction=True) as pipe:
+                    pipe.hset(self._key, field, "1" if on else "0")
+                    pipe.publish(self._channel, field)
+                    pipe.execute()
+            except self._errors as exc:
+                state = "on" if on else "off"
+                raise SwitchStoreError(
+                    f"switch store {self._where} is unreachable ({exc}); {level} '{name}' was not switched {state}"
+                ) from None
+            self._switches = self._switches.with_switch(level, name, on)
 
     def close(self) -> None:
         """Stop the listener thread and close the connections."""
@@ -431,8 +433,9 @@ class RedisSwitchStore:
                 pubsub.close()
 
     def _reload(self) -> None:
-        raw: Mapping[bytes, bytes] = self._client.hgetall(self._key)  # type: ignore[assignment]
-        self._switches = Switches(frozenset(self._off(raw.items())))
+        with self._write_lock:
+            raw: Mapping[bytes, bytes] = self._client.hgetall(self._key)  # type: ignore[assignment]
+            self._switches = Switches(frozenset(self._off(raw.items())))
 
     def _off(self, items: Iterable[tuple[bytes, bytes]]) -> Iterable[Switch]:
         for raw_field, raw_value in items:

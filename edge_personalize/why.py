@@ -26,17 +26,26 @@ if TYPE_CHECKING:
     from edge_personalize.middleware import PersonalizeMiddleware
 
 
-def explain_page(middleware: PersonalizeMiddleware, scope: Scope, path: str, ref: str | None) -> dict[str, Any]:
-    """Everything the why page shows about `path` for the visitor who sent `scope`."""
-    config = middleware.config
+def visitor_context(middleware: PersonalizeMiddleware, scope: Scope, ref: str | None) -> VisitorContext:
+    """The why page's visitor, as the page they came from saw them."""
     consent = middleware.consent.read(scope) if middleware.consent_dependent else Consent()
     ctx = VisitorContext(middleware.readers, scope, consent)
     if ref in REFERRER_CATEGORIES:
         # The why page is reached from the site itself; the badge's link says where the visit came from.
         ctx.__dict__["referral"] = Referral(ref, None, None)  # type: ignore[arg-type]
+    return ctx
+
+
+def explain_page(middleware: PersonalizeMiddleware, ctx: VisitorContext, path: str) -> dict[str, Any]:
+    """Everything the why page shows about `path` for the visitor `ctx`."""
+    config = middleware.config
+    consent = ctx.consent
+    switches = middleware.switches.current()
     language = ctx.page_language
     gettext = translations(language).gettext
     plan = middleware.routes.match(path)
+    if plan is not None and not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
+        plan = None
     standard_url = f"{path}?{urlencode({config.site.standard_param: 'off'})}"
     page: dict[str, Any] = {
         "path": path,
@@ -64,7 +73,7 @@ def explain_page(middleware: PersonalizeMiddleware, scope: Scope, path: str, ref
     page["standard_reason"] = standard_reason_text(reason, language) if reason else None
     for name in plan.slots:
         slot = config.slots[name]
-        decision = personalizer.decide_without_holdout(name, ctx)
+        decision = personalizer.decide_without_holdout(name, ctx, switches)
         chosen = decision.variant if reason is None else None
         entry: dict[str, Any] = {
             "name": name,
@@ -77,7 +86,8 @@ def explain_page(middleware: PersonalizeMiddleware, scope: Scope, path: str, ref
         }
         for variant in slot.variants:
             condition: Condition = variant.when  # type: ignore[assignment]
-            status, why_not = _status(variant.name, chosen, condition, ctx, language, variant.enabled)
+            enabled = variant.enabled and switches.allows("variant", f"{name}/{variant.name}")
+            status, why_not = _status(variant.name, chosen, condition, ctx, language, enabled)
             entry["alternatives"].append(
                 {
                     "name": variant.name,

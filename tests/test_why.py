@@ -24,16 +24,15 @@ def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
 
 
 def test_why_page_explains_every_slot_for_this_visitor(shop: TestClient) -> None:
-    response = shop.get(f"{WHY}?path=/", headers=GERMAN_IN_AUSTRIA)
+    response = shop.get(f"{WHY}?path=/products/1", headers=GERMAN_IN_AUSTRIA)
     assert response.status_code == 200
     assert response.headers["cache-control"] == "private, no-store"
     text = response.text
     assert '<html lang="de">' in text
     assert "Warum sehe ich das?" in text
     assert "Österreich" in text and "CF-IPCountry" in text
-    assert "german-speakers" in text and "french-speakers" in text
-    assert "Französisch" in text  # the variant this visitor does not get, and why not
-    assert 'href="/?personalize=off"' in text
+    assert "dach" in text and "outside-europe" in text  # the variant this visitor does not get, and why not
+    assert 'href="/products/1?personalize=off"' in text
 
 
 def test_why_page_in_json_names_the_variant_the_facts_and_the_alternatives(shop: TestClient) -> None:
@@ -42,8 +41,10 @@ def test_why_page_in_json_names_the_variant_the_facts_and_the_alternatives(shop:
     slots = {slot["name"]: slot for slot in page["slots"]}
     assert slots["hero"]["variant"] == "german-speakers"
     assert [fact["signal"] for fact in slots["hero"]["facts"]] == ["language"]
-    assert slots["shipping"]["variant"] == "dach"
-    assert slots["shipping"]["facts"][0]["source"] == "CF-IPCountry"
+    products = shop.get(f"{WHY}?path=/products", headers={**GERMAN_IN_AUSTRIA, "accept": "application/json"}).json()
+    shipping = products["slots"][0]
+    assert shipping["variant"] == "dach"
+    assert shipping["facts"][0]["source"] == "CF-IPCountry"
     statuses = {alt["name"]: alt["status"] for alt in slots["hero"]["alternatives"]}
     assert statuses == {"german-speakers": "chosen", "french-speakers": "does-not-apply"}
     assert slots["reminder"]["alternatives"][0]["status"] == "needs-consent"
@@ -93,8 +94,8 @@ def test_policy_is_public_cacheable_and_the_same_for_every_visitor(shop: TestCli
     assert policy["limits"] == {"max_slots_per_page": 3, "max_signals_per_variant": 2}
     routes = {route["path"]: route for route in policy["routes"]}
     assert routes["/help/{slug}"]["enabled"] is False
-    assert routes["/"]["signals"] == ["country", "language", "referrer", "returning"]
-    assert routes["/"]["cache"] == {"vary": ["Accept-Language", "Cookie", "Sec-GPC", "cf-ipcountry"], "private": True}
+    assert routes["/"]["signals"] == ["language", "referrer", "returning"]
+    assert routes["/"]["cache"] == {"vary": ["Accept-Language", "Cookie", "Sec-GPC"], "private": True}
     hero = policy["slots"]["hero"]["variants"][0]
     assert hero == {
         "name": "german-speakers",

@@ -200,7 +200,7 @@ def test_no_accessibility_violations_on_each_page_type(shop_url: str, context: A
 
 def test_no_accessibility_violations_with_the_badge_open_and_the_banner_showing(shop_url: str, context: Any) -> None:
     page = context.new_page()
-    page.goto(shop_url + "/")
+    page.goto(shop_url + "/", referer="https://www.google.com/")
     assert page.locator("[data-personalize-banner]").count() == 1
     for summary in page.locator("details.ep-badge > summary").all():
         summary.click()
