@@ -1,0 +1,107 @@
+"""Timing, result rows and the printed table, shared by every section."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Row:
+    """One line of a section's table: named measurements, and the target it is held to (if any)."""
+
+    case: str
+    values: dict[str, float | str | None]
+    target: str = ""
+    met: bool | None = None  # None: no target, or not measured
+    measured: str = ""  # the number the target is judged on, for the summary
+
+
+@dataclass
+class Section:
+    title: str
+    unit: str
+    rows: list[Row] = field(default_factory=list)
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "unit": self.unit,
+            "skipped": self.skipped,
+            "notes": self.notes,
+            "rows": [
+                {"case": r.case, "values": r.values, "target": r.target, "met": r.met, "measured": r.measured}
+                for r in self.rows
+            ],
+        }
+
+
+def per_call(func: Callable[[], object], *, min_time: float, repeat: int) -> float:
+    """Seconds per call: calls batched to last `min_time` each, best of `repeat` batches."""
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            func()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            break
+        number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.1))
+    best = elapsed / number
+    for _ in range(repeat - 1):
+        start = time.perf_counter()
+        for _ in range(number):
+            func()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def verdict(met: bool | None) -> str:
+    return "" if met is None else "met" if met else "NOT MET"
+
+
+def fmt(value: float | str | None) -> str:
+    if value is None:
+        return "n/m"  # not measured
+    if isinstance(value, str):
+        return value
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def table(section: Section) -> str:
+    """The section as a Markdown table (readable in a terminal and pasted as is into the README)."""
+    lines = [f"### {section.title}", ""]
+    if section.skipped:
+        return "\n".join([*lines, f"Skipped: {section.skipped}", ""])
+    columns: list[str] = []
+    for row in section.rows:
+        columns += [c for c in row.values if c not in columns]
+    with_target = any(row.target for row in section.rows)
+    header = ["case", *columns, *(["target", "result"] if with_target else [])]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append(
+        "| " + " | ".join(["---", *("---:" for _ in columns), *(["---", "---"] if with_target else [])]) + " |"
+    )
+    for row in section.rows:
+        cells = [row.case, *(fmt(row.values.get(c)) for c in columns)]
+        if with_target:
+            cells += [row.target, (verdict(row.met) or "n/m") if row.target else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if section.unit:
+        lines.append(f"Unit: {section.unit}; n/m: not measured.")
+    lines += [f"{note}" for note in section.notes]
+    lines.append("")
+    return "\n".join(lines)

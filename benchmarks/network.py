@@ -1,0 +1,158 @@
+"""The demo shop over the network, with and without the middleware: `python benchmarks/network.py [--smoke]`.
+
+Two uvicorn servers on this machine, `examples.shop.app:app` and the same routes without the
+middleware (`benchmarks.bare_shop:app`), each loaded in turn by wrk with `Accept-Language: de`
+so that the home page is personalized. Needs wrk (Debian: apt install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from common import Row, Section, ratio, table
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = {"bare app": "benchmarks.bare_shop:app", "with middleware": "examples.shop.app:app"}
+HEADER = ("Accept-Language", "de")
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(port: int) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/", headers=dict([HEADER]))
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def serve(app: str, log: IO[bytes]) -> Iterator[int]:
+    port = _free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"]
+    # The server's errors go to a file: one per failing request would drown the tables.
+    server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                _get(port)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    log.seek(0)
+                    raise RuntimeError(f"uvicorn {app} did not start: {log.read()[-2000:].decode()}") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def wrk(port: int, *, seconds: int, connections: int) -> dict[str, Any]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"{HEADER[0]}: {HEADER[1]}"]
+    output = subprocess.run([*command, f"http://127.0.0.1:{port}/"], check=True, capture_output=True, text=True).stdout
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", output)
+    if rps is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    latency = {
+        f"p{p}": float(value) * _UNITS[unit]
+        for p, value, unit in re.findall(r"^\s+(50|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    }
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
+    return {"rps": float(rps.group(1)), **latency, "errors": errors.group(0) if errors else None}
+
+
+def measure(smoke: bool = False) -> Section:
+    section = Section("3. Demo shop over the network (uvicorn + wrk)", "requests/s, latency in ms")
+    if shutil.which("wrk") is None:
+        section.skipped = "wrk is not installed (Debian: apt install wrk)"
+        return section
+    seconds, rounds, connections = (1, 1, 8) if smoke else (10, 3, 32)
+    best: dict[str, dict[str, Any]] = {}
+    with (
+        tempfile.TemporaryFile() as log,
+        serve(APPS["bare app"], log) as bare_port,
+        serve(APPS["with middleware"], log) as ours_port,
+    ):
+        ports = {"bare app": bare_port, "with middleware": ours_port}
+        pages = {name: _get(port) for name, port in ports.items()}
+        problems = []
+        if b"Willkommen" not in pages["with middleware"] or b"Willkommen" in pages["bare app"]:
+            problems.append("the home page was not personalized as expected")
+        if not smoke:
+            for port in ports.values():
+                wrk(port, seconds=2, connections=connections)  # warm up
+        for _ in range(rounds):  # the apps take turns, so drift in the machine's speed hits both alike
+            for name, port in ports.items():
+                result = wrk(port, seconds=seconds, connections=connections)
+                if name not in best or result["rps"] > best[name]["rps"]:
+                    best[name] = result
+        problems += [f"{name}: wrk reported {result['errors']}" for name, result in best.items() if result["errors"]]
+        log.seek(0)
+        errors = log.read().decode(errors="replace").count("Traceback")
+        if errors:
+            problems.append(f"the servers logged {errors} tracebacks")
+    bare, ours = best["bare app"], best["with middleware"]
+    share = ratio(ours["rps"], bare["rps"])
+    valid = not problems
+    section.rows.append(
+        Row(
+            "requests/s",
+            {"bare app": bare["rps"], "with middleware": ours["rps"], "middleware ÷ bare": share},
+            target="≥ 90% of bare",
+            met=share is not None and share >= 0.9 if valid else None,
+            measured=f"{share:.0%} of bare" if valid and share is not None else "invalid run",
+        )
+    )
+    for problem in problems:
+        section.notes.append(f"Invalid run, not judged: {problem}.")
+    for p in ("p50", "p90", "p99"):
+        section.rows.append(
+            Row(
+                f"latency {p} (ms)",
+                {
+                    "bare app": bare.get(p),
+                    "with middleware": ours.get(p),
+                    "middleware ÷ bare": ratio(ours.get(p), bare.get(p)),
+                },
+            )
+        )
+    section.notes.append(
+        f"GET / with Accept-Language: de; page {len(pages['bare app']):,} bytes bare,"
+        f" {len(pages['with middleware']):,} bytes personalized (German hero, badge, consent banner)."
+        f" wrk -t1 -c{connections} -d{seconds}s, best of {rounds} alternating rounds; one uvicorn worker each."
+    )
+    return section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="one short round")
+    os.environ.setdefault("EDGE_PERSONALIZE_SECRET", "benchmark-secret-0123456789abcdef")
+    print(table(measure(parser.parse_args().smoke)))
+
+
+if __name__ == "__main__":
+    main()
