@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from edge_personalize import Config, ConsentSettings, PersonalizeMiddleware, Route, Slot, Variant
 from edge_personalize.consent import COOKIE_NAME, SECURE_COOKIE_NAME, Consent, ConsentManager
-from edge_personalize.endpoints import safe_next
+from edge_personalize.forms import safe_next
 from tests.conftest import PAGE, SECRET, make_config
 
 SHOP = Path(__file__).parent.parent / "examples" / "shop"
