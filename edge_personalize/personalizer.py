@@ -7,6 +7,7 @@ name the variant set before the body streams.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -128,6 +129,8 @@ class Personalizer:
         self._loader = ChoiceLoader(loaders)
         self._envs: dict[str, Environment] = {}
         self._random = random.Random()
+        # Badges and banners repeat (same facts, language and links): render each distinct one once.
+        self._render = functools.lru_cache(maxsize=4096)(self._render_template)
         # Corrections are kept in the consent cookie, so only sites that ask for consent offer them.
         self.corrections = corrections
 
@@ -139,6 +142,7 @@ class Personalizer:
                 loader=self._loader,
                 autoescape=select_autoescape(default=True, default_for_string=True),
                 extensions=["jinja2.ext.i18n"],
+                auto_reload=False,  # shipped and site templates are read once; a deploy restarts the process
             )
             env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
             self._envs[language] = env
@@ -198,10 +202,8 @@ class Personalizer:
         if not self.config.badge.enabled:
             return content
         facts = decision.condition.explain(ctx, language)
-        badge = env.get_template("badge.html").render(
-            self.badge_values(page, variant, facts, first=not page.personalized)
-        )
-        return content + badge
+        values = self.badge_values(page, variant, facts, first=not page.personalized)
+        return content + self._render("badge.html", language, tuple(values.items()))
 
     def render_banner(self, page: Page) -> str:
         query = page.query_string
@@ -212,7 +214,10 @@ class Personalizer:
             "max_age_days": self.config.consent.max_age_days,
             "privacy_url": self.config.badge.privacy_url,
         }
-        return self.environment(page.ctx.page_language).get_template("banner.html").render(values)
+        return self._render("banner.html", page.ctx.page_language, tuple(values.items()))
+
+    def _render_template(self, name: str, language: str, values: tuple[tuple[str, Any], ...]) -> str:
+        return self.environment(language).get_template(name).render(dict(values))
 
     def badge_values(self, page: Page, variant: Variant, facts: list[Fact], *, first: bool) -> dict[str, Any]:
         prefix = self.config.site.endpoint_prefix
@@ -226,7 +231,7 @@ class Personalizer:
             why_query["ref"] = page.ctx.referral.category
         why = f"{prefix}/why?{urlencode(why_query)}"
         return {
-            "facts": facts,
+            "facts": tuple(facts),
             "purpose": purpose_text(variant.purpose, language),
             "stored": stored_text(consent, language, expires),
             "correctable": self.corrections and any(f.signal in ("language", "country") for f in facts),
