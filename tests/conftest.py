@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from edge_personalize import Config, LocationSettings, Route, SiteSettings, Slot, Variant
 
@@ -47,3 +48,13 @@ def _no_global_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDGE_PERSONALIZE_DISABLED", raising=False)
     if "EDGE_PERSONALIZE_SECRET" in os.environ:
         monkeypatch.delenv("EDGE_PERSONALIZE_SECRET")
+
+
+@pytest.fixture
+def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The example shop as it ships, with a test secret."""
+    monkeypatch.setenv("EDGE_PERSONALIZE_SECRET", SECRET)
+    from examples.shop.app import app
+
+    with TestClient(app, follow_redirects=False) as client:
+        yield client

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -336,16 +335,6 @@ STATES = {
 }
 SHOP_PATHS = ["/", "/products", "/products/1", "/products/404", "/help/returns", "/privacy", "/?personalize=off",
               "/?personalize=shared", f"{PREFIX}/nope", "/missing"]  # fmt: skip
-
-
-@pytest.fixture
-def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("EDGE_PERSONALIZE_SECRET", SECRET)
-    monkeypatch.syspath_prepend(str(SHOP.parent.parent))
-    from examples.shop.app import app
-
-    with TestClient(app, follow_redirects=False) as client:
-        yield client
 
 
 @pytest.mark.parametrize("state", list(STATES))

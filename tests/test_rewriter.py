@@ -274,8 +274,8 @@ def chunkings(draw: st.DrawFn, size: int) -> list[int]:
     return sorted(set(cuts))
 
 
-def feed_in_pieces(html: bytes, cuts: list[int], on_slot) -> bytes:
-    rewriter = SlotRewriter(on_slot)
+def feed_in_pieces(html: bytes, cuts: list[int], on_slot, **kwargs) -> bytes:
+    rewriter = SlotRewriter(on_slot, **kwargs)
     out = []
     last = 0
     for cut in cuts:
@@ -362,11 +362,5 @@ def test_insertion_happens_after_slots_before_the_body_end() -> None:
 def test_insertion_is_chunking_invariant(doc: Node, data: st.DataObject) -> None:
     html = (doc.html + "</body></html>").encode()
     cuts = data.draw(chunkings(len(html)))
-    rewriter = SlotRewriter(replace_all, before_body_end=BANNER)
-    pieces = []
-    last = 0
-    for cut in cuts:
-        pieces.append(rewriter.feed(html[last:cut]))
-        last = cut
-    pieces.append(rewriter.close(html[last:]))
-    assert b"".join(pieces) == (doc.expected + "</body></html>").encode().replace(b"</body>", BANNER + b"</body>", 1)
+    out = feed_in_pieces(html, cuts, replace_all, before_body_end=BANNER)
+    assert out == (doc.expected + "</body></html>").encode().replace(b"</body>", BANNER + b"</body>", 1)

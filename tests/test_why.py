@@ -1,26 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import SECRET
-
 SHOP = Path(__file__).parent.parent / "examples" / "shop"
 WHY = "/_personalize/why"
 GERMAN_IN_AUSTRIA = {"accept-language": "de-AT,de;q=0.9", "cf-ipcountry": "AT"}
-
-
-@pytest.fixture
-def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("EDGE_PERSONALIZE_SECRET", SECRET)
-    monkeypatch.syspath_prepend(str(SHOP.parent.parent))
-    from examples.shop.app import app
-
-    with TestClient(app, follow_redirects=False) as client:
-        yield client
 
 
 def test_why_page_explains_every_slot_for_this_visitor(shop: TestClient) -> None:
