@@ -29,6 +29,7 @@ from edge_personalize.forms import read_form, same_origin
 from edge_personalize.preview import Simulation
 from edge_personalize.rules import DEVICE_CLASSES, REFERRER_CATEGORIES
 from edge_personalize.switches import LEVELS, SwitchStoreError
+from edge_personalize.why import simulate
 
 if TYPE_CHECKING:
     from edge_personalize.middleware import PersonalizeMiddleware
@@ -142,7 +143,7 @@ def page_values(middleware: PersonalizeMiddleware, query: dict[str, str]) -> dic
         simulation = Simulation.from_values(query)
         simulated = {
             "path": path,
-            "slots": middleware.simulate(path, simulation),
+            "slots": simulate(middleware, path, simulation),
             "preview_link": middleware.previews.link(path, simulation),
         }
     return {

@@ -154,6 +154,7 @@ def _collect(data: Any, into: dict[str, set[Any]]) -> None:
 def simulate_command(command: str, config: Config, args: argparse.Namespace) -> int:
     from edge_personalize.middleware import PersonalizeMiddleware
     from edge_personalize.preview import Simulation
+    from edge_personalize.why import simulate
 
     if not os.environ.get(config.site.secret_keys_env) and not config.secret_keys:
         if command == "preview-link":
@@ -168,12 +169,12 @@ def simulate_command(command: str, config: Config, args: argparse.Namespace) -> 
     if command == "preview-link":
         print(middleware.previews.link(args.path, simulation))
         return EXIT_OK
-    slots = middleware.simulate(args.path, simulation)
+    slots = simulate(middleware, args.path, simulation)
     if not slots:
         print(f"{args.path}: nothing on this path is personalized")
     for slot in slots:
         print(f"{slot['name']}: {slot['variant'] or 'standard content'}")
-        for line in slot["why"]:  # type: ignore[attr-defined]
+        for line in slot["why"]:
             print(f"  - {line}")
     return EXIT_OK
 

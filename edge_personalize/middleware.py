@@ -23,7 +23,6 @@ from edge_personalize.preview import PREVIEW_PARAM, Previews, Simulation
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
 from edge_personalize.switches import Switches, open_store
-from edge_personalize.why import explain_page
 
 # Charsets in which ASCII bytes mean ASCII characters, so markup can be found in raw bytes.
 ASCII_COMPATIBLE = frozenset(
@@ -98,20 +97,6 @@ class PersonalizeMiddleware:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
         token = next((value for key, value in query if key == PREVIEW_PARAM), "")
         return self.previews.read(token, scope["path"])
-
-    def simulate(self, path: str, simulation: Simulation) -> list[dict[str, object]]:
-        """What each slot on `path` gives a simulated visitor, and why (for the owner page and the CLI)."""
-        ctx = simulation.context(self.readers)
-        page = explain_page(self, ctx, path)
-        return [
-            {
-                "name": slot["name"],
-                "variant": slot["variant"],
-                "why": [fact["text"] for fact in slot["facts"]]
-                or [text for alternative in slot["alternatives"] for text in alternative["why_not"]],
-            }
-            for slot in page["slots"]
-        ]
 
     def _standard_requested(self, scope: Scope) -> bool:
         # `?personalize=off` (or `=shared`, the link a visitor shares) is the page exactly as the app made it.

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from edge_personalize.config import Config
     from edge_personalize.middleware import PersonalizeMiddleware
+    from edge_personalize.preview import Simulation
 
 
 def visitor_context(middleware: PersonalizeMiddleware, scope: Scope, ref: str | None) -> VisitorContext:
@@ -101,6 +102,20 @@ def explain_page(middleware: PersonalizeMiddleware, ctx: VisitorContext, path: s
             )
         page["slots"].append(entry)
     return page
+
+
+def simulate(middleware: PersonalizeMiddleware, path: str, simulation: Simulation) -> list[dict[str, Any]]:
+    """What each slot on `path` gives a simulated visitor, and why (for the owner page and the CLI)."""
+    page = explain_page(middleware, simulation.context(middleware.readers), path)
+    return [
+        {
+            "name": slot["name"],
+            "variant": slot["variant"],
+            "why": [fact["text"] for fact in slot["facts"]]
+            or [text for alternative in slot["alternatives"] for text in alternative["why_not"]],
+        }
+        for slot in page["slots"]
+    ]
 
 
 def _status(
