@@ -21,14 +21,14 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
 # A desktop Chrome: headless Chromium names itself HeadlessChrome, which counts as a crawler.
-USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
-)
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 SHOP_PAGES = ["/", "/products", "/products/1", "/help/returns", "/privacy", "/_personalize/why?path=/"]
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+)
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (CI installs it)", allow_module_level=True)
 
@@ -53,9 +53,8 @@ def shop_url(clock: Clock) -> Iterator[str]:
     import uvicorn
     from starlette.applications import Starlette
 
-    from examples.shop.app import HERE, app
-
     from edge_personalize import PersonalizeMiddleware, load_config
+    from examples.shop.app import HERE, app
 
     # The shop as it ships, but with a clock the test can move forward.
     config = replace(load_config(HERE / "personalize.toml"), secret_keys=(SECRET,))
@@ -95,7 +94,9 @@ def context(browser: Any) -> Iterator[Any]:
 def watch_cookies(page: Any) -> list[str]:
     """Every Set-Cookie the browser receives on this page."""
     seen: list[str] = []
-    page.on("response", lambda response: seen.extend(v for k, v in response.headers_array() if k.lower() == "set-cookie"))
+    page.on(
+        "response", lambda response: seen.extend(v for k, v in response.headers_array() if k.lower() == "set-cookie")
+    )
     return seen
 
 
