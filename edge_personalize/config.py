@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import tomllib
 import types
 import typing
@@ -32,6 +33,7 @@ __all__ = [
     "Limits",
     "LocationSettings",
     "OwnerSettings",
+    "PolicyFile",
     "Route",
     "SiteSettings",
     "Slot",
@@ -263,6 +265,34 @@ class Config:
                     hint = get_close_matches(slot, list(self.slots), n=1)
                     suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
                     raise ConfigError(f"routes[{i}].slots: unknown slot '{slot}'{suggestion}")
+
+
+class PolicyFile:
+    """Tells, at most once per `interval` seconds and cheaply in between, whether a policy file changed."""
+
+    def __init__(self, path: Path, *, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._stamp = self._read_stamp()
+        self._next_check = time.monotonic() + interval
+
+    def changed(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self.interval
+        stamp = self._read_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
+
+    def _read_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

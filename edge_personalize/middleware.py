@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import parse_qsl
 
@@ -14,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_personalize.admin import Owner, OwnerAuth
-from edge_personalize.config import Config, load_config
+from edge_personalize.config import Config, PolicyFile, load_config
 from edge_personalize.consent import NO_CONSENT, ConsentManager, ConsentReader, needs_consent
 from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.endpoints import Endpoints
@@ -23,6 +25,8 @@ from edge_personalize.preview import PREVIEW_PARAM, Previews, Simulation
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
 from edge_personalize.switches import Switches, open_store
+
+logger = logging.getLogger("edge_personalize")
 
 # Charsets in which ASCII bytes mean ASCII characters, so markup can be found in raw bytes.
 ASCII_COMPATIBLE = frozenset(
@@ -52,7 +56,15 @@ class PersonalizeMiddleware:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
-        self.config = config if isinstance(config, Config) else load_config(config)
+        self._options = (consent, owner_auth, clock)
+        # A policy read from a file follows the file: an edit applies within a second, and an
+        # invalid edit keeps the last good policy (and says why, once).
+        self._policy = None if isinstance(config, Config) else PolicyFile(Path(config))
+        self._build(config if isinstance(config, Config) else load_config(config))
+
+    def _build(self, config: Config) -> None:
+        consent, owner_auth, clock = self._options
+        self.config = config
         self.signing_keys = self.config.signing_keys()
         self.readers = SignalReaders(self.config)
         self.consent = ConsentManager(self.config, self.signing_keys, reader=consent, clock=clock)
@@ -79,6 +91,8 @@ class PersonalizeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self._policy is not None and self._policy.changed():
+            self._reload(self._policy.path)
         if scope["path"].startswith(self._endpoint_root):
             await self.endpoints(scope, receive, send)
             return
@@ -92,6 +106,21 @@ class PersonalizeMiddleware:
             return
         simulation = self._preview(scope) if self._preview_marker in scope.get("query_string", b"") else None
         await PersonalizeResponder(self, plan, switches, simulation)(scope, receive, send)
+
+    def _reload(self, path: Path) -> None:
+        fresh = object.__new__(PersonalizeMiddleware)
+        fresh.app, fresh._options, fresh._policy = self.app, self._options, self._policy
+        try:
+            fresh._build(load_config(path))
+        except Exception as exc:  # whatever is wrong with the new policy, the site keeps running on the old one
+            logger.warning(
+                "edge-personalize: %s changed but cannot be used, keeping the last good policy: %s", path, exc
+            )
+            return
+        retired = self.switches
+        self.__dict__.update(fresh.__dict__)  # one step: requests see the old policy or the new one
+        retired.close()
+        logger.info("edge-personalize: %s reloaded", path)
 
     def _preview(self, scope: Scope) -> Simulation | None:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
