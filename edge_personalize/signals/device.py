@@ -107,7 +107,7 @@ def _user_agent_facts(user_agent: str) -> tuple[DeviceClass, bool]:
 
 
 def classify_device(user_agent: str | None, ch_ua_mobile: str | None = None) -> Device:
-    """The device class for a User-Agent and an optional Sec-CH-UA-Mobile header; crawlers and scripts are bots."""
+    """The device class for a User-Agent and an optional Sec-CH-UA-Mobile header; crawlers are bots."""
     if user_agent is None:
         return _NONE
     user_agent = user_agent[:MAX_USER_AGENT_LENGTH].strip()
