@@ -182,13 +182,19 @@ class PersonalizeResponder:
             assert self.initial_message is not None
             headers = MutableHeaders(raw=self.initial_message["headers"])
             started = time.perf_counter()
-            self._prepare(headers)
+            try:
+                self._prepare(headers)
+            except Exception as exc:
+                # The boundary of "never break a page": whatever failed, this visitor gets the standard page.
+                logger.warning(
+                    "edge-personalize: %s served standard (%s: %s)", self.scope["path"], type(exc).__name__, exc
+                )
+                self.rewriter = None
             if self.rewriter is not None:
+                body = self._rewrite(body, more_body=more_body)
                 if more_body:
                     del headers["content-length"]
-                    body = self.rewriter.feed(body)
                 else:
-                    body = self.rewriter.close(body)
                     headers["content-length"] = str(len(body))
             if self.trace and self.page is not None:
                 # For previews and the owner only: which variant each slot got, from which signals.
@@ -201,7 +207,7 @@ class PersonalizeResponder:
             body = message.get("body", b"")
             more_body = message.get("more_body", False)
             if self.rewriter is not None:
-                body = self.rewriter.feed(body) if more_body else self.rewriter.close(body)
+                body = self._rewrite(body, more_body=more_body)
             await self._send_body(body, more_body=more_body)
         elif message_type == "http.response.pathsend":
             # A file sent by path cannot be rewritten: send it as the app described it.
@@ -214,6 +220,19 @@ class PersonalizeResponder:
                 await self.send(message)
         else:
             await self.send(message)
+
+    def _rewrite(self, body: bytes, *, more_body: bool) -> bytes:
+        assert self.rewriter is not None
+        try:
+            return self.rewriter.feed(body) if more_body else self.rewriter.close(body)
+        except Exception as exc:
+            # Nothing of this chunk was sent yet: send what was held back and the chunk as they are.
+            logger.warning(
+                "edge-personalize: %s rewriting stopped (%s: %s)", self.scope["path"], type(exc).__name__, exc
+            )
+            held = self.rewriter.release()
+            self.rewriter = None
+            return held + body
 
     async def _send_body(self, body: bytes, *, more_body: bool) -> None:
         if self.head:

@@ -108,6 +108,11 @@ class SlotRewriter:
         """Feed the last chunk (if any) and return everything still held back."""
         return self._run(chunk, final=True)
 
+    def release(self) -> bytes:
+        """Give up rewriting: the bytes held back so far, unchanged; later chunks pass through."""
+        held, self._buf, self._slot, self._passthrough = self._buf, b"", None, True
+        return held
+
     def _run(self, chunk: bytes, *, final: bool) -> bytes:
         if self._passthrough:
             return chunk

@@ -392,3 +392,33 @@ def test_streaming_response_from_starlette_is_personalized() -> None:
     response = client_for(StreamingResponse(parts(), media_type="text/html")).get("/", headers=GERMAN)
     assert "<h1>Willkommen</h1>" in response.text
     assert "content-length" not in response.headers
+
+
+def test_a_failure_inside_the_rewriter_sends_the_page_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_personalize import rewriter
+
+    chunks = [b"<html><body><p>one</p>", b'<div data-personalize="hero">x</div>', b"<p>two</p></body></html>"]
+    calls = {"n": 0}
+    original = rewriter.SlotRewriter._run
+
+    def failing(self: rewriter.SlotRewriter, chunk: bytes, *, final: bool) -> bytes:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("tokenizer bug")
+        return original(self, chunk, final=final)
+
+    monkeypatch.setattr(rewriter.SlotRewriter, "_run", failing)
+    messages = asyncio.run(call(PersonalizeMiddleware(streaming_app(chunks), config=make_config()), http_scope()))
+    assert b"".join(m.get("body", b"") for m in messages[1:]) == b"".join(chunks)
+
+
+def test_a_failure_before_the_body_serves_the_standard_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_personalize.personalizer import Personalizer
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("decision bug")
+
+    monkeypatch.setattr(Personalizer, "decide", broken)
+    response = client_for().get("/", headers=GERMAN)
+    assert response.status_code == 200
+    assert response.text == PAGE
