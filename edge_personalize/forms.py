@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import Receive
 
 MAX_FORM_BYTES = 8 * 1024
+_ASCII_VISIBLE = "".join(chr(code) for code in range(0x21, 0x7F))
 
 
 def safe_next(value: str | None) -> str:
@@ -19,7 +20,8 @@ def safe_next(value: str | None) -> str:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
         return "/"
-    return value
+    # A Location header is ASCII: characters beyond it travel percent-encoded as UTF-8.
+    return quote(value, safe=_ASCII_VISIBLE)
 
 
 def same_origin(headers: Headers) -> bool:

@@ -7,6 +7,7 @@ The client IP address and the raw header values are read here and dropped here.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import unicodedata
@@ -18,6 +19,9 @@ from urllib.parse import unquote
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+logger = logging.getLogger("edge_personalize")
 
 
 class LocationError(Exception):
@@ -188,6 +192,7 @@ class GeoIPLocator:
             raise LocationError(f"{path}: a {database_type!r} database has no locations; {fix}")
         self._reader = reader
         self._source = os.path.basename(path)
+        self._failing = False
 
     def locate(self, ip: str | None) -> Location:
         """The location of this address; unknown when it is missing, not public or not in the file."""
@@ -197,8 +202,13 @@ class GeoIPLocator:
         # The file is outside our control: whatever a damaged one raises means "unknown", never a broken page.
         try:
             record = self._reader.get(address)
-        except Exception:
+        except Exception as exc:
+            if not self._failing:
+                # Once per run of failures: a damaged file would otherwise log on every request.
+                logger.warning("edge-personalize: GeoIP lookup in %s failed, location unknown (%s)", self._source, exc)
+            self._failing = True
             return UNKNOWN_LOCATION
+        self._failing = False
         if not isinstance(record, dict):
             return UNKNOWN_LOCATION
         country = _country(_lookup(record, "country", "iso_code"))
