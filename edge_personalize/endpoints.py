@@ -44,7 +44,8 @@ class Endpoints:
         elif name in ("/admin", "/admin/switch"):
             response = await admin(self.middleware, scope, receive, name)
         elif name == "/policy.json" and scope["method"] in ("GET", "HEAD"):
-            response = JSONResponse(self.policy, headers={"cache-control": "public, max-age=300"})
+            headers = {"cache-control": "public, max-age=300", "x-content-type-options": "nosniff"}
+            response = JSONResponse(self.policy, headers=headers)
         else:
             response = PlainTextResponse("Not Found", status_code=404)
         await response(scope, receive, send)
@@ -54,7 +55,7 @@ class Endpoints:
         path = safe_next(query.get("path"))
         ctx = visitor_context(self.middleware, scope, query.get("ref"))
         page = explain_page(self.middleware, ctx, urlsplit(path).path)
-        headers = {"cache-control": "private, no-store", "vary": "Accept"}
+        headers = {"cache-control": "private, no-store", "vary": "Accept", "x-content-type-options": "nosniff"}
         if "application/json" in Headers(scope=scope).get("accept", ""):
             return JSONResponse(page, headers=headers)
         language = page["language"]

@@ -88,6 +88,9 @@ class PersonalizeMiddleware:
         self._standard_marker = f"{self.standard_param}=".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -106,6 +109,14 @@ class PersonalizeMiddleware:
             return
         simulation = self._preview(scope) if self._preview_marker in scope.get("query_string", b"") else None
         await PersonalizeResponder(self, plan, switches, simulation)(scope, receive, send)
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def send_and_close(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                self.switches.close()  # the Redis store's listener thread and connections
+            await send(message)
+
+        return send_and_close
 
     def _reload(self, path: Path) -> None:
         fresh = object.__new__(PersonalizeMiddleware)

@@ -422,3 +422,31 @@ def test_a_failure_before_the_body_serves_the_standard_page(monkeypatch: pytest.
     response = client_for().get("/", headers=GERMAN)
     assert response.status_code == 200
     assert response.text == PAGE
+
+
+def test_lifespan_passes_through_and_shutdown_closes_the_switch_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    middleware = PersonalizeMiddleware(app, config=make_config())
+    closed: list[bool] = []
+    monkeypatch.setattr(middleware.switches, "close", lambda: closed.append(True))
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Message:
+        return next(incoming)
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(middleware({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert closed == [True]
