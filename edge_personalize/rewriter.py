@@ -173,13 +173,17 @@ class SlotRewriter:
                         next_stop = self._next_stop(lowered, pos)
                         if next_stop < 0:
                             next_stop = size
-                    run = _BORING.match(buf, pos, next_stop)
+                    # At most one cap's worth at a time: a tag longer than the cap is text to the
+                    # tokenizer below, and so it must be here, whatever the chunking.
+                    run = _BORING.match(buf, pos, min(next_stop, pos + self._max))
                     pos = run.end() if run is not None else pos  # it always matches, if only the empty string
                 j = buf.find(b"<", pos)
                 if j < 0:
                     pos = size
                     break
                 pos = j
+                if slot is not None and j - slot.start > self._max:
+                    continue  # the text ran past the cap: the loop's first check gives the slot up
                 if j + 1 >= size:
                     if final:
                         pos = size

@@ -364,3 +364,18 @@ def test_insertion_is_chunking_invariant(doc: Node, data: st.DataObject) -> None
     cuts = data.draw(chunkings(len(html)))
     out = feed_in_pieces(html, cuts, replace_all, before_body_end=BANNER)
     assert out == (doc.expected + "</body></html>").encode().replace(b"</body>", BANNER + b"</body>", 1)
+
+
+@pytest.mark.parametrize("chunk", [None, 7, 30])
+def test_a_tag_longer_than_the_cap_is_text_whatever_the_chunking(chunk: int | None) -> None:
+    html = b'<div title="' + b"x" * 80 + b'<!-- "><p data-personalize="a">y</p> -->'
+    out, calls = rewrite(html, chunk=chunk, max_slot_bytes=64)
+    assert calls == []  # the long tag is text, so `<!--` opens a comment that hides the slot
+    assert out == html
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 91])
+def test_text_running_past_the_cap_gives_the_slot_up_before_the_next_tag(chunk: int | None) -> None:
+    html = b'<div data-personalize="a">' + b"x" * 65 + b'<section data-personalize="b">inner</section></div>'
+    _, calls = rewrite(html, chunk=chunk, max_slot_bytes=64)
+    assert calls == [("b", b"inner")]
