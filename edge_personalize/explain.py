@@ -234,4 +234,4 @@ def describe(data: Any, language: str) -> str:
             shown.append(country_name(item, language))
         else:
             shown.append(names.get(item, str(item)))
-    return _(language, "{label} is {values}").format(label=labels[key], values=_(language, " or ").join(shown))
+    return _(language, "{label}: {values}").format(label=labels[key], values=_(language, " or ").join(shown))

@@ -240,4 +240,4 @@ def test_why_page_reads_the_conditions_in_the_page_language() -> None:
     assert "Sprache ist Deutsch oder Französisch" in page
     assert "nicht (Herkunft ist eine Suchmaschine oder eine E-Mail)" in page
     assert "Abschnitt „hero“" in page
-    assert "10.0\u00a0% aller Aufrufe" in page
+    assert "10\u00a0% aller Aufrufe" in page

@@ -156,7 +156,7 @@ def test_counts_show_variants_shown_and_views_held_out(config: Config, owner: No
     shown = seen.count(True)
     assert 0 < shown < 60  # both groups exist
     assert f"({60 - shown} held out so far)" in page
-    assert re.search(rf"<td>german</td><td>language is German</td><td>support</td><td>{shown}</td>", page)
+    assert re.search(rf"<td>german</td><td>language: German</td><td>support</td><td>{shown}</td>", page)
 
 
 def test_simulator_shows_what_each_slot_gives_a_context(config: Config, owner: None) -> None:
