@@ -158,6 +158,7 @@ class PersonalizeResponder:
         self.switches = switches
         self.simulation = simulation
         self.trace = False
+        self.banner = False
         self.send: Send = unattached_send
         self.scope: Scope = {}
         self.head = False
@@ -193,6 +194,10 @@ class PersonalizeResponder:
             assert self.initial_message is not None
             headers = MutableHeaders(raw=self.initial_message["headers"])
             started = time.perf_counter()
+            # Only what the app lets caches share may be kept in the page cache.
+            shareable = "set-cookie" not in headers and not (
+                {"private", "no-store"} & {item.strip().lower() for item in headers.get("cache-control", "").split(",")}
+            )
             try:
                 self._prepare(headers)
             except Exception as exc:
@@ -202,10 +207,11 @@ class PersonalizeResponder:
                 )
                 self.rewriter = None
             if self.rewriter is not None:
-                body = self._rewrite(body, more_body=more_body)
                 if more_body:
+                    body = self._rewrite(body, more_body=True)
                     del headers["content-length"]
                 else:
+                    body = self._rewrite_whole(body, shareable=shareable and not self.trace)
                     headers["content-length"] = str(len(body))
             if self.trace and self.page is not None:
                 # For previews and the owner only: which variant each slot got, from which signals.
@@ -231,6 +237,23 @@ class PersonalizeResponder:
                 await self.send(message)
         else:
             await self.send(message)
+
+    def _rewrite_whole(self, body: bytes, *, shareable: bool) -> bytes:
+        """A body sent in one message, from the page cache when this page was rewritten before."""
+        page = self.page
+        assert page is not None
+        if not shareable:
+            return self._rewrite(body, more_body=False)
+        pages = self.middleware.personalizer.pages
+        key = page.cache_key(body, banner=self.banner)
+        cached = pages.get(key)
+        if cached is not None:
+            page.replay(cached[1])
+            return cached[0]
+        rewritten = self._rewrite(body, more_body=False)
+        if self.rewriter is not None and not page.fallbacks:  # never keep a page that fell back
+            pages.put(key, rewritten, page.shown())
+        return rewritten
 
     def _rewrite(self, body: bytes, *, more_body: bool) -> bytes:
         assert self.rewriter is not None
@@ -300,6 +323,7 @@ class PersonalizeResponder:
             decisions=decisions,
             counts=middleware.counts,
         )
+        self.banner = banner
         self.rewriter = SlotRewriter(
             self.page.on_slot,
             max_slot_bytes=personalizer.config.limits.max_slot_bytes,

@@ -11,7 +11,8 @@ import functools
 import hashlib
 import logging
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,37 @@ class Page:
     fallbacks: list[str] = field(default_factory=list)
 
     banner_shown: bool = False
+
+    def cache_key(self, body: bytes, banner: bool) -> Hashable:
+        """Everything the rewritten page depends on: the app's body and every reduced signal, never raw values."""
+        ctx = self.ctx
+        consent = ctx.consent
+        return (
+            hashlib.blake2b(body, digest_size=16).digest(),
+            self.charset,
+            self.path,
+            self.query_string,
+            ctx.page_language,
+            tuple((name, d.variant.name if d.variant else None, d.reason) for name, d in self.decisions.items()),
+            consent.state,
+            consent.gpc,
+            consent.expires.date() if consent.expires else None,
+            consent.returning,
+            consent.language,
+            consent.country,
+            ctx.location,
+            ctx.referral,
+            ctx.device,
+            banner,
+        )
+
+    def replay(self, shown: tuple[tuple[str, str], ...]) -> None:
+        """Count a page served from the page cache as if it had been rendered."""
+        self.counts.update(shown)
+
+    def shown(self) -> tuple[tuple[str, str], ...]:
+        held_out = [(name, "(holdout)") for name, d in self.decisions.items() if d.reason == "holdout"]
+        return (*((name, self.decisions[name].variant.name) for name in self.personalized), *held_out)  # type: ignore[union-attr]
 
     def variant_key(self) -> str:
         """A short digest of the variant set (and the banner), for the weak ETag."""
@@ -131,6 +163,7 @@ class Personalizer:
         self._random = random.Random()
         # Badges and banners repeat (same facts, language and links): render each distinct one once.
         self._render = functools.lru_cache(maxsize=4096)(self._render_template)
+        self.pages = PageCache()
         # Corrections are kept in the consent cookie, so only sites that ask for consent offer them.
         self.corrections = corrections
 
@@ -227,7 +260,8 @@ class Personalizer:
         language = page.ctx.page_language
         expires = format_date(consent.expires, format="long", locale=cldr_locale(language)) if consent.expires else ""
         why_query = {"path": page.path}
-        if "referrer" in page.ctx.read:
+        if any("referrer" in decision.signals for decision in page.decisions.values()):
+            # The why page is reached from this page: tell it where the visit came from.
             why_query["ref"] = page.ctx.referral.category
         why = f"{prefix}/why?{urlencode(why_query)}"
         return {
@@ -243,6 +277,35 @@ class Personalizer:
             "include_style": first,
             "language": language,
         }
+
+
+class PageCache:
+    """Rewritten pages by everything they depend on, so a page seen before costs a digest and a lookup.
+
+    Holds only pages the app itself lets caches share, up to `max_bytes` in all; least recently used
+    pages go first.
+    """
+
+    def __init__(self, *, max_bytes: int = 16 * 1024 * 1024, max_page_bytes: int = 256 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.max_page_bytes = max_page_bytes
+        self._pages: OrderedDict[Hashable, tuple[bytes, tuple[tuple[str, str], ...]]] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: Hashable) -> tuple[bytes, tuple[tuple[str, str], ...]] | None:
+        entry = self._pages.get(key)
+        if entry is not None:
+            self._pages.move_to_end(key)
+        return entry
+
+    def put(self, key: Hashable, body: bytes, shown: tuple[tuple[str, str], ...]) -> None:
+        if len(body) > self.max_page_bytes or key in self._pages:
+            return
+        self._pages[key] = (body, shown)
+        self._size += len(body)
+        while self._size > self.max_bytes:
+            _, (old, _) = self._pages.popitem(last=False)
+            self._size -= len(old)
 
 
 class TemplateVisitor:

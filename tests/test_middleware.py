@@ -450,3 +450,74 @@ def test_lifespan_passes_through_and_shutdown_closes_the_switch_store(monkeypatc
     asyncio.run(middleware({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert closed == [True]
+
+
+def count_rewrites(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from edge_personalize import rewriter
+
+    runs: list[int] = []
+    original = rewriter.SlotRewriter._run
+
+    def counting(self: rewriter.SlotRewriter, chunk: bytes, *, final: bool) -> bytes:
+        runs.append(1)
+        return original(self, chunk, final=final)
+
+    monkeypatch.setattr(rewriter.SlotRewriter, "_run", counting)
+    return runs
+
+
+def test_a_page_rewritten_before_for_the_same_context_comes_from_the_page_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = count_rewrites(monkeypatch)
+    client = client_for()
+    first = client.get("/", headers=GERMAN)
+    second = client.get("/", headers=GERMAN)
+    assert len(runs) == 1
+    assert first.content == second.content and first.headers == second.headers
+    french = client.get("/", headers={"accept-language": "fr"})
+    assert french.text == PAGE
+
+
+def test_the_page_cache_never_serves_one_context_what_another_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    slots = {
+        "hero": Slot(
+            variants=(
+                Variant(
+                    name="r", when={"referrer": ["search", "social", "other"]}, html="<p>hi</p>", purpose="support"
+                ),
+            )
+        )
+    }
+    client = client_for(slots=slots)
+    google = client.get("/", headers={"referer": "https://www.google.com/"}).text
+    bing = client.get("/", headers={"referer": "https://www.bing.com/"}).text
+    assert "google.com" in google and "bing.com" not in google
+    assert "bing.com" in bing and "google.com" not in bing
+    assert client.get("/", headers={"referer": "https://www.google.com/"}).text == google
+
+
+@pytest.mark.parametrize(
+    "headers", [{"cache-control": "private"}, {"cache-control": "no-store"}, {"set-cookie": "a=b"}]
+)
+def test_pages_the_app_keeps_private_are_never_kept_in_the_page_cache(
+    monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    runs = count_rewrites(monkeypatch)
+    client = client_for(HTMLResponse(PAGE, headers=headers))
+    client.get("/", headers=GERMAN)
+    client.get("/", headers=GERMAN)
+    assert len(runs) == 2
+
+
+def test_a_page_that_fell_back_is_not_kept(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = count_rewrites(monkeypatch)
+    (tmp_path / "broken.html").write_text("{{ visitor.language + 1 }}")
+    slots = {
+        "hero": Slot(variants=(Variant(name="b", when={"language": "de"}, template="broken.html", purpose="support"),))
+    }
+    site = make_config().site.__class__(languages=("en", "de"), templates_dir=".")
+    client = client_for(config=make_config(slots=slots, base_dir=tmp_path, site=site))
+    assert client.get("/", headers=GERMAN).text == PAGE
+    assert client.get("/", headers=GERMAN).text == PAGE
+    assert len(runs) == 2  # rewritten again: a fixed template would show at once
