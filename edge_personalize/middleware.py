@@ -27,6 +27,7 @@ from edge_personalize.routes import RoutePlan, RouteTable
 from edge_personalize.switches import Switches, open_store
 
 logger = logging.getLogger("edge_personalize")
+FIRST_BYTES = 8 * 1024  # of a streamed body, sent before the rest of its first chunk is rewritten
 
 # Charsets in which ASCII bytes mean ASCII characters, so markup can be found in raw bytes.
 ASCII_COMPATIBLE = frozenset(
@@ -206,8 +207,11 @@ class PersonalizeResponder:
                     "edge-personalize: %s served standard (%s: %s)", self.scope["path"], type(exc).__name__, exc
                 )
                 self.rewriter = None
+            rest = b""
             if self.rewriter is not None:
                 if more_body:
+                    # The first bytes go out before the rest of a large first chunk is tokenized.
+                    body, rest = body[:FIRST_BYTES], body[FIRST_BYTES:]
                     body = self._rewrite(body, more_body=True)
                     del headers["content-length"]
                 else:
@@ -220,6 +224,8 @@ class PersonalizeResponder:
                 headers.append("server-timing", f'personalize;dur={elapsed:.2f};desc="edge-personalize"')
             await self.send(self.initial_message)
             await self._send_body(body, more_body=more_body)
+            if rest:
+                await self._send_body(self._rewrite(rest, more_body=True) if self.rewriter else rest, more_body=True)
         elif message_type == "http.response.body":
             body = message.get("body", b"")
             more_body = message.get("more_body", False)

@@ -521,3 +521,13 @@ def test_a_page_that_fell_back_is_not_kept(tmp_path: Any, monkeypatch: pytest.Mo
     assert client.get("/", headers=GERMAN).text == PAGE
     assert client.get("/", headers=GERMAN).text == PAGE
     assert len(runs) == 2  # rewritten again: a fixed template would show at once
+
+
+def test_a_large_first_chunk_starts_going_out_before_all_of_it_is_rewritten() -> None:
+    filler = b"<p>" + b"text " * 4000 + b"</p>"
+    chunks = [b"<html><body>" + filler + b'<div data-personalize="hero">x</div>', b"</body></html>"]
+    messages = asyncio.run(call(PersonalizeMiddleware(streaming_app(chunks), config=make_config()), http_scope()))
+    bodies = [m["body"] for m in messages[1:]]
+    assert 0 < len(bodies[0]) <= 8 * 1024 and bodies[0].startswith(b"<html><body><p>text ")
+    assert b"".join(bodies).endswith(b"</details></div></body></html>")
+    assert b"".join(bodies).startswith(b"<html><body>" + filler + b'<div data-personalize="hero"><h1>Willkommen</h1>')
