@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from edge_personalize.admin import admin
 from edge_personalize.forms import read_form, safe_next, same_origin
-from edge_personalize.i18n import country_name, territories
+from edge_personalize.i18n import country_choices
 from edge_personalize.signals.language import language_name
 from edge_personalize.why import explain_page, site_policy, visitor_context
 
@@ -64,7 +64,7 @@ class Endpoints:
             "prefix": self.prefix,
             "privacy_url": self.middleware.config.badge.privacy_url,
             "back_url": path,
-            "countries": sorted(((code, country_name(code, language)) for code in territories()), key=lambda c: c[1]),
+            "countries": country_choices(language),
             "languages": [(code, language_name(code, code)) for code in self.middleware.config.site.languages],
         }
         env = self.middleware.personalizer.environment(language)

@@ -60,3 +60,9 @@ def territories() -> tuple[str, ...]:
     groupings = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}  # unions, pseudo and unknown regions
     codes = (str(code) for code in Locale("en").territories)
     return tuple(sorted(code for code in codes if len(code) == 2 and code.isalpha() and code not in groupings))
+
+
+@cache
+def country_choices(language: str) -> tuple[tuple[str, str], ...]:
+    """Every country as (code, name in `language`), sorted by name: the correction form's list."""
+    return tuple(sorted(((code, country_name(code, language)) for code in territories()), key=lambda item: item[1]))
