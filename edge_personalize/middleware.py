@@ -159,7 +159,6 @@ class PersonalizeResponder:
         self.switches = switches
         self.simulation = simulation
         self.trace = False
-        self.banner = False
         self.send: Send = unattached_send
         self.scope: Scope = {}
         self.head = False
@@ -251,7 +250,7 @@ class PersonalizeResponder:
         if not shareable:
             return self._rewrite(body, more_body=False)
         pages = self.middleware.personalizer.pages
-        key = page.cache_key(body, banner=self.banner)
+        key = page.cache_key(body)
         cached = pages.get(key)
         if cached is not None:
             page.replay(cached[1])
@@ -329,7 +328,6 @@ class PersonalizeResponder:
             decisions=decisions,
             counts=middleware.counts,
         )
-        self.banner = banner
         self.rewriter = SlotRewriter(
             self.page.on_slot,
             max_slot_bytes=personalizer.config.limits.max_slot_bytes,

@@ -66,7 +66,7 @@ class Page:
 
     banner_shown: bool = False
 
-    def cache_key(self, body: bytes, banner: bool) -> Hashable:
+    def cache_key(self, body: bytes) -> Hashable:
         """Everything the rewritten page depends on: the app's body and every reduced signal, never raw values."""
         ctx = self.ctx
         consent = ctx.consent
@@ -86,7 +86,7 @@ class Page:
             ctx.location,
             ctx.referral,
             ctx.device,
-            banner,
+            self.banner_shown,
         )
 
     def replay(self, shown: tuple[tuple[str, str], ...]) -> None:
