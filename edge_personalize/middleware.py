@@ -308,7 +308,7 @@ class PersonalizeResponder:
             consent = middleware.consent.read(self.scope) if middleware.consent_dependent else NO_CONSENT
             ctx = VisitorContext(middleware.readers, self.scope, consent)
             # The owner asks for a trace on a live page with this request header and their credentials.
-            asked = "x-personalize-trace" in Headers(scope=self.scope)
+            asked = "x-personalize-trace" in ctx.headers
             self.trace = asked and middleware.owner.status(self.scope) == 200
         personalizer = middleware.personalizer
         reason = personalizer.standard_reason(plan, ctx)
