@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -50,6 +50,19 @@ class Consent:
 
 
 NO_CONSENT = Consent()
+
+
+def settled_until(consent: Consent, now: datetime) -> datetime | None:
+    """Until when what a page shows for this consent stays true: until the stored choice runs out and,
+    for a granted one, the end of today (a first visit today makes a returning visitor tomorrow).
+    None: for as long as the policy and the switches stay as they are."""
+    until = consent.expires
+    if consent.state == "granted":
+        midnight = datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=now.tzinfo)
+        until = midnight if until is None else min(until, midnight)
+    return until
+
+
 ConsentReader = Callable[[Request], "ConsentState | Consent"]
 
 

@@ -29,6 +29,19 @@ if TYPE_CHECKING:
     from edge_personalize.config import Config
 
 
+# Read by every context (language, referrer, device, consent, the owner's trace), whatever the location source.
+_CONTEXT_HEADERS = (
+    "accept-language",
+    "referer",
+    "host",
+    "user-agent",
+    "sec-ch-ua-mobile",
+    "cookie",
+    "sec-gpc",
+    "x-personalize-trace",
+)
+
+
 class SignalReaders:
     """Everything needed to read signals, built once per configuration."""
 
@@ -61,6 +74,17 @@ class SignalReaders:
                 raise ConfigError(f"{config.source}: location.geoip_database: {exc}") from None
         else:
             self.cache_keys.update(country=(), region=(), city=())
+        # Every request header a context may read: it is given only these (see `VisitorContext.headers`),
+        # so they are, with the path, the query and the client address, all a visitor's context depends on.
+        names = [*_CONTEXT_HEADERS, *(name for names in self.cache_keys.values() for name in names)]
+        if self.geoip is not None:
+            names.append("x-forwarded-for")
+        self.request_headers = frozenset(name.lower().encode("latin-1") for name in names)
+
+    def request_values(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The request's headers that a context may read, in their order."""
+        wanted = self.request_headers
+        return [(name, value) for name, value in scope["headers"] if name in wanted]
 
 
 class VisitorContext:
@@ -95,7 +119,7 @@ class VisitorContext:
 
     @cached_property
     def headers(self) -> Headers:
-        return Headers(scope=self._scope)
+        return Headers(raw=self._readers.request_values(self._scope))
 
     @cached_property
     def language_source(self) -> str:

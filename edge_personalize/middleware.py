@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import marshal
 import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_personalize.admin import Owner, OwnerAuth
+from edge_personalize.cache import BoundedCache
 from edge_personalize.config import Config, PolicyFile, load_config
-from edge_personalize.consent import NO_CONSENT, ConsentManager, ConsentReader, needs_consent
+from edge_personalize.consent import NO_CONSENT, ConsentManager, ConsentReader, needs_consent, settled_until
 from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.endpoints import Endpoints
 from edge_personalize.personalizer import Page, Personalizer
@@ -83,6 +88,11 @@ class PersonalizeMiddleware:
         # How often each variant was shown since start, and how many views were held out: no visitor data.
         self.counts: Counter[tuple[str, str]] = Counter()
         self.endpoints = Endpoints(self)
+        # Whole responses made before, by a salted digest of everything they were made from: the app's
+        # response, the path and query, and the request values a context reads (never those values
+        # themselves). Not with the site's own consent reader, which may read anything.
+        self.responses: BoundedCache[Replay] = BoundedCache()
+        self.replay_salt = secrets.token_bytes(32) if consent is None else None
         self._preview_marker = f"{PREVIEW_PARAM}=".encode()
         self._endpoint_root = self.config.site.endpoint_prefix + "/"
         self.standard_param = self.config.site.standard_param
@@ -148,6 +158,16 @@ class PersonalizeMiddleware:
         return bool(values & {"off", "shared"})
 
 
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A response as it was sent, to send again for the same inputs."""
+
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    shown: tuple[tuple[str, str], ...]  # counted again each time it is sent
+    until: datetime | None  # from then on it may no longer be true (the consent ran out, a new day began)
+
+
 class PersonalizeResponder:
     """Per-response state: holds the start message until the first body chunk decides the headers."""
 
@@ -167,6 +187,9 @@ class PersonalizeResponder:
         self.page: Page | None = None
         self.passthrough = False
         self.started = False
+        self.shareable = False  # the app lets caches share the response
+        self.failed = False  # something went wrong and this visitor got (some of) the standard page
+        self.ctx: VisitorContext | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.send = send
@@ -179,7 +202,7 @@ class PersonalizeResponder:
     async def send_personalized(self, message: Message) -> None:
         message_type = message["type"]
         if message_type == "http.response.start":
-            if self._rewritable(message):
+            if self._inspect(message):
                 # A copy: the app may reuse its header list for other responses.
                 self.initial_message = {**message, "headers": list(message.get("headers", []))}
             else:
@@ -192,12 +215,13 @@ class PersonalizeResponder:
             body = message.get("body", b"")
             more_body = message.get("more_body", False)
             assert self.initial_message is not None
+            # Only what the app lets caches share may be kept in the page cache, or sent again.
+            shareable = self.shareable
+            replay_key = self._replay_key(body) if shareable and not more_body else None
+            if replay_key is not None and await self._replay(replay_key):
+                return
             headers = MutableHeaders(raw=self.initial_message["headers"])
             started = time.perf_counter()
-            # Only what the app lets caches share may be kept in the page cache.
-            shareable = "set-cookie" not in headers and not (
-                {"private", "no-store"} & {item.strip().lower() for item in headers.get("cache-control", "").split(",")}
-            )
             try:
                 self._prepare(headers)
             except Exception as exc:
@@ -206,6 +230,7 @@ class PersonalizeResponder:
                     "edge-personalize: %s served standard (%s: %s)", self.scope["path"], type(exc).__name__, exc
                 )
                 self.rewriter = None
+                self.failed = True
             rest = b""
             if self.rewriter is not None:
                 if more_body:
@@ -221,6 +246,8 @@ class PersonalizeResponder:
                 headers["x-personalize-trace"] = self.page.trace()
                 elapsed = (time.perf_counter() - started) * 1000
                 headers.append("server-timing", f'personalize;dur={elapsed:.2f};desc="edge-personalize"')
+            if replay_key is not None:
+                self._keep(replay_key, body)
             await self.send(self.initial_message)
             await self._send_body(body, more_body=more_body)
             if rest:
@@ -243,6 +270,60 @@ class PersonalizeResponder:
         else:
             await self.send(message)
 
+    def _replay_key(self, body: bytes) -> tuple[bytes, Switches] | None:
+        """What this response is made from, when the same inputs always make the same response."""
+        middleware = self.middleware
+        if middleware.replay_salt is None or self.simulation is not None or self.plan.random:
+            return None
+        scope = self.scope
+        values = middleware.readers.request_values(scope)
+        if any(name == b"x-personalize-trace" for name, _ in values):
+            return None  # the owner's trace: checked, and answered, afresh
+        assert self.initial_message is not None
+        client = scope.get("client") if middleware.readers.geoip is not None else None
+        try:
+            made_from = marshal.dumps(
+                (
+                    scope["path"],
+                    scope.get("query_string", b""),
+                    client[0] if client else None,
+                    values,
+                    self.initial_message["headers"],
+                )
+            )
+        except ValueError:  # headers of types marshal does not know: make this one afresh
+            return None
+        digest = hashlib.sha256(middleware.replay_salt)
+        digest.update(made_from)
+        digest.update(body)
+        return digest.digest(), self.switches
+
+    async def _replay(self, key: tuple[bytes, Switches]) -> bool:
+        """Send the response made before from the same inputs, if it is still true."""
+        middleware = self.middleware
+        replay = middleware.responses.get(key)
+        if replay is None:
+            return False
+        if replay.until is not None and middleware.consent.clock() >= replay.until:
+            middleware.responses.discard(key)
+            return False
+        middleware.counts.update(replay.shown)
+        assert self.initial_message is not None
+        await self.send({**self.initial_message, "headers": list(replay.headers)})
+        await self._send_body(replay.body, more_body=False)
+        return True
+
+    def _keep(self, key: tuple[bytes, Switches], body: bytes) -> None:
+        page = self.page
+        if self.failed or self.trace or (page is not None and page.fallbacks):
+            return  # a response that fell back is made afresh next time
+        assert self.initial_message is not None
+        headers = tuple((bytes(name), bytes(value)) for name, value in self.initial_message["headers"])
+        ctx = self.ctx
+        until = settled_until(ctx.consent, self.middleware.consent.clock()) if ctx is not None else None
+        replay = Replay(headers, body, page.shown() if page is not None else (), until)
+        self.middleware.responses.put(key, replay, len(body) + sum(len(n) + len(v) for n, v in headers))
+
     def _rewrite_whole(self, body: bytes, *, shareable: bool) -> bytes:
         """A body sent in one message, from the page cache when this page was rewritten before."""
         page = self.page
@@ -257,7 +338,7 @@ class PersonalizeResponder:
             return cached[0]
         rewritten = self._rewrite(body, more_body=False)
         if self.rewriter is not None and not page.fallbacks:  # never keep a page that fell back
-            pages.put(key, rewritten, page.shown())
+            pages.put(key, (rewritten, page.shown()), len(rewritten))
         return rewritten
 
     def _rewrite(self, body: bytes, *, more_body: bool) -> bytes:
@@ -271,6 +352,7 @@ class PersonalizeResponder:
             )
             held = self.rewriter.release()
             self.rewriter = None
+            self.failed = True
             return held + body
 
     async def _send_body(self, body: bytes, *, more_body: bool) -> None:
@@ -280,16 +362,29 @@ class PersonalizeResponder:
             body = b""
         await self.send({"type": "http.response.body", "body": body, "more_body": more_body})
 
-    def _rewritable(self, message: Message) -> bool:
+    def _inspect(self, message: Message) -> bool:
+        """Whether this response can be rewritten (a 200 HTML page in an ASCII-compatible charset, not
+        encoded, not no-transform), noting whether the app lets caches share it."""
         if message["status"] != 200:
             return False
-        headers = Headers(raw=message.get("headers", []))
-        media_type, _, params = headers.get("content-type", "").partition(";")
-        if media_type.strip().lower() != "text/html" or "content-encoding" in headers:
+        content_type = b""
+        cache_control: list[bytes] = []
+        self.shareable = True
+        for name, value in message.get("headers", ()):
+            if name == b"content-type":
+                content_type = content_type or value
+            elif name == b"content-encoding":
+                return False
+            elif name == b"cache-control":
+                cache_control.extend(item.strip().lower() for item in value.split(b","))
+            elif name == b"set-cookie":
+                self.shareable = False
+        if b"no-transform" in cache_control:
             return False
-        if "no-transform" in headers.get("cache-control", "").lower():
-            return False
-        return charset_of(params) in ASCII_COMPATIBLE
+        if b"private" in cache_control or b"no-store" in cache_control:
+            self.shareable = False
+        media_type, _, params = content_type.decode("latin-1").partition(";")
+        return media_type.strip().lower() == "text/html" and charset_of(params) in ASCII_COMPATIBLE
 
     def _prepare(self, headers: MutableHeaders) -> None:
         """Make the headers true for every visitor context, and set up the rewriter if this visitor gets one."""
@@ -307,6 +402,7 @@ class PersonalizeResponder:
         else:
             consent = middleware.consent.read(self.scope) if middleware.consent_dependent else NO_CONSENT
             ctx = VisitorContext(middleware.readers, self.scope, consent)
+            self.ctx = ctx
             # The owner asks for a trace on a live page with this request header and their credentials.
             asked = "x-personalize-trace" in ctx.headers
             self.trace = asked and middleware.owner.status(self.scope) == 200

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import logging
 import random
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 from babel.dates import format_date
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
+from edge_personalize.cache import BoundedCache
 from edge_personalize.config import Config, Variant
 from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.explain import Fact, purpose_text, stored_text
@@ -71,7 +72,7 @@ class Page:
         ctx = self.ctx
         consent = ctx.consent
         return (
-            hashlib.blake2b(body, digest_size=16).digest(),
+            hashlib.sha256(body).digest(),
             self.charset,
             self.path,
             self.query_string,
@@ -163,7 +164,9 @@ class Personalizer:
         self._random = random.Random()
         # Badges and banners repeat (same facts, language and links): render each distinct one once.
         self._render = functools.lru_cache(maxsize=4096)(self._render_template)
-        self.pages = PageCache()
+        # Rewritten pages by everything they depend on (see `Page.cache_key`), for pages the app lets
+        # caches share: a page seen before for the same kind of visitor costs a digest and a lookup.
+        self.pages: BoundedCache[tuple[bytes, tuple[tuple[str, str], ...]]] = BoundedCache()
         # Corrections are kept in the consent cookie, so only sites that ask for consent offer them.
         self.corrections = corrections
 
@@ -277,35 +280,6 @@ class Personalizer:
             "include_style": first,
             "language": language,
         }
-
-
-class PageCache:
-    """Rewritten pages by everything they depend on, so a page seen before costs a digest and a lookup.
-
-    Holds only pages the app itself lets caches share, up to `max_bytes` in all; least recently used
-    pages go first.
-    """
-
-    def __init__(self, *, max_bytes: int = 16 * 1024 * 1024, max_page_bytes: int = 256 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self.max_page_bytes = max_page_bytes
-        self._pages: OrderedDict[Hashable, tuple[bytes, tuple[tuple[str, str], ...]]] = OrderedDict()
-        self._size = 0
-
-    def get(self, key: Hashable) -> tuple[bytes, tuple[tuple[str, str], ...]] | None:
-        entry = self._pages.get(key)
-        if entry is not None:
-            self._pages.move_to_end(key)
-        return entry
-
-    def put(self, key: Hashable, body: bytes, shown: tuple[tuple[str, str], ...]) -> None:
-        if len(body) > self.max_page_bytes or key in self._pages:
-            return
-        self._pages[key] = (body, shown)
-        self._size += len(body)
-        while self._size > self.max_bytes:
-            _, (old, _) = self._pages.popitem(last=False)
-            self._size -= len(old)
 
 
 class TemplateVisitor:

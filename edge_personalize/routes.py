@@ -21,6 +21,7 @@ class RoutePlan:
     signals: frozenset[str]  # every signal a rule on this route may read
     vary: tuple[str, ...]  # request headers the response depends on
     private: bool  # depends on something a shared cache cannot key on
+    random: bool = False  # a slot holds some views out at random: the same request may get another page
 
 
 class RouteTable:
@@ -96,4 +97,5 @@ def _plan(
         signals=frozenset(signals),
         vary=tuple(dict.fromkeys(vary)),
         private=private,
+        random=any(config.slots[name].holdout > 0 for name in slots),
     )

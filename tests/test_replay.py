@@ -1,0 +1,256 @@
+"""A response made before is sent again only for the same inputs, and only while it is still true.
+
+The middleware keeps whole responses (for pages the app lets caches share) by a salted digest of
+what they were made from. Each test here compares with what the middleware makes afresh, or
+changes one input (time, a switch, the app's body) and expects a new response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from itsdangerous import URLSafeTimedSerializer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route as StarletteRoute
+from starlette.testclient import TestClient
+from starlette.types import Message
+
+from edge_personalize import LocationSettings, OwnerSettings, PersonalizeMiddleware, Slot, Variant
+from edge_personalize.cache import BoundedCache
+from edge_personalize.consent import COOKIE_NAME
+from tests.conftest import DATA, PAGE, SECRET, make_config
+
+SHOP = Path(__file__).parent.parent / "examples" / "shop"
+TODAY = datetime.now(UTC).date()
+
+
+def signed(data: dict[str, str]) -> str:
+    return URLSafeTimedSerializer([SECRET], salt="edge-personalize.consent").dumps(data)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def shop_pair(clock: Clock) -> tuple[TestClient, TestClient, PersonalizeMiddleware]:
+    """The example shop twice on one clock: one middleware as it ships, one that never sends a response again."""
+    from examples.shop.app import app as shop
+
+    def build(keep: bool) -> tuple[TestClient, PersonalizeMiddleware]:
+        middleware = PersonalizeMiddleware(Starlette(routes=shop.routes), SHOP / "personalize.toml", clock=clock)
+        if not keep:
+            middleware.responses = BoundedCache(max_bytes=0)
+        return TestClient(middleware, follow_redirects=False), middleware
+
+    kept, middleware = build(True)
+    fresh, _ = build(False)
+    return kept, fresh, middleware
+
+
+COOKIES = [
+    None,
+    f"{COOKIE_NAME}={signed({'c': 'g', 'v': '1', 'f': TODAY.isoformat()})}",
+    f"{COOKIE_NAME}={signed({'c': 'g', 'v': '1', 'f': (TODAY - timedelta(days=3)).isoformat(), 'k': 'AT'})}",
+    f"{COOKIE_NAME}={signed({'c': 'r', 'v': '1'})}",
+    f"{COOKIE_NAME}=tampered",
+]
+REQUESTS = st.fixed_dictionaries(
+    {
+        "path": st.sampled_from(["/", "/products", "/products/1", "/help/returns"]),
+        "query": st.sampled_from(["", "utm_source=newsletter&utm_medium=email", "personalize=off", "q=1"]),
+        "accept-language": st.sampled_from([None, "de-AT,de;q=0.9", "fr", "en-US,en;q=0.5", "*"]),
+        "cf-ipcountry": st.sampled_from([None, "AT", "US", "FR", "XX"]),
+        "referer": st.sampled_from(
+            [None, "https://www.google.com/search?q=jacket", "https://t.co/abc", "http://testserver/products"]
+        ),
+        "user-agent": st.sampled_from(
+            [
+                None,
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                "Version/17.4 Mobile/15E148 Safari/604.1",
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            ]
+        ),
+        "cookie": st.sampled_from(COOKIES),
+        "sec-gpc": st.sampled_from([None, "1"]),
+        "days_later": st.sampled_from([0, 0, 0, 1]),
+    }
+)
+
+
+def _fetch(
+    client: TestClient, request: dict[str, Any], method: str = "GET"
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = {k: v for k, v in request.items() if k not in ("path", "query", "days_later") and v is not None}
+    url = request["path"] + (f"?{request['query']}" if request["query"] else "")
+    response = client.request(method, url, headers=headers)
+    return response.status_code, sorted(response.headers.multi_items()), response.content
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_PERSONALIZE_SECRET", SECRET)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(REQUESTS, min_size=2, max_size=12), st.sampled_from(["GET", "HEAD"]))
+def test_every_response_equals_the_one_made_afresh(secret: None, requests: list[dict[str, Any]], method: str) -> None:
+    clock = Clock()
+    kept, fresh, _ = shop_pair(clock)
+    for request in [*requests, *requests]:  # the second round meets responses made in the first
+        clock.now += timedelta(days=request["days_later"])
+        assert _fetch(kept, request, method) == _fetch(fresh, request, method)
+
+
+def test_the_same_request_is_answered_from_the_kept_response(secret: None) -> None:
+    clock = Clock()
+    kept, _, middleware = shop_pair(clock)
+    request = {"accept-language": "de", "cf-ipcountry": "AT", "referer": "https://www.google.com/"}
+    first = kept.get("/", headers=request)
+    assert len(middleware.responses) == 1
+    second = kept.get("/", headers=request)
+    assert second.content == first.content and second.headers == first.headers
+    assert len(middleware.responses) == 1
+    # Counted each time it was shown, as if it had been made again.
+    assert middleware.counts[("hero", "german-speakers")] == 2
+    assert middleware.counts[("welcome", "from-search")] == 2
+
+
+def test_a_new_day_makes_a_first_time_visitor_returning(secret: None) -> None:
+    clock = Clock()
+    kept, _, _ = shop_pair(clock)
+    granted_today = {"cookie": f"{COOKIE_NAME}={signed({'c': 'g', 'v': '1', 'f': clock.now.date().isoformat()})}"}
+    assert "Welcome back" not in kept.get("/", headers=granted_today).text
+    clock.now += timedelta(days=1)
+    assert "Welcome back" in kept.get("/", headers=granted_today).text
+
+
+def test_a_choice_that_ran_out_is_not_answered_from_before(secret: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    kept, _, _ = shop_pair(clock)
+    signed_at = clock.now.timestamp() - 180 * 86400 + 60  # runs out in a minute (max_age_days = 180)
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: signed_at)
+    refused = {"cookie": f"{COOKIE_NAME}={signed({'c': 'r', 'v': '1'})}"}
+    monkeypatch.undo()
+    monkeypatch.setenv("EDGE_PERSONALIZE_SECRET", SECRET)
+    assert "data-personalize-banner" not in kept.get("/", headers=refused).text
+    clock.now += timedelta(minutes=2)
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: clock.now.timestamp())
+    assert "data-personalize-banner" in kept.get("/", headers=refused).text
+
+
+def _middleware(tmp_path: Path, body: Callable[[], str] = lambda: PAGE, **kwargs: Any) -> PersonalizeMiddleware:
+    async def endpoint(request: Request) -> Response:
+        return HTMLResponse(body())
+
+    config = make_config(owner=OwnerSettings(switches=str(tmp_path / "switches.toml")), **kwargs)
+    return PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config)
+
+
+GERMAN = {"accept-language": "de"}
+
+
+def test_a_switch_turned_off_applies_to_the_next_request(tmp_path: Path) -> None:
+    middleware = _middleware(tmp_path)
+    client = TestClient(middleware)
+    assert "Willkommen" in client.get("/", headers=GERMAN).text
+    middleware.switches.set("variant", "hero/german-speakers", False)
+    assert "Willkommen" not in client.get("/", headers=GERMAN).text
+    middleware.switches.set("variant", "hero/german-speakers", True)
+    assert "Willkommen" in client.get("/", headers=GERMAN).text
+
+
+def test_a_new_body_from_the_app_is_rewritten_afresh(tmp_path: Path) -> None:
+    versions = iter(range(1000))
+
+    def body() -> str:
+        return PAGE.replace("intro", f"intro {next(versions)}")
+
+    client = TestClient(_middleware(tmp_path, body))
+    assert "intro 0" in client.get("/", headers=GERMAN).text
+    assert "intro 1" in client.get("/", headers=GERMAN).text
+
+
+def test_random_holdouts_are_drawn_for_every_view(tmp_path: Path) -> None:
+    held = Slot(variants=make_config().slots["hero"].variants, holdout=0.5)
+    middleware = _middleware(tmp_path, slots={"hero": held})
+    client = TestClient(middleware)
+    pages = {client.get("/", headers=GERMAN).text for _ in range(40)}
+    assert len(pages) == 2  # with and without the German hero
+    assert len(middleware.responses) == 0
+
+
+@pytest.mark.parametrize(
+    "headers", [{"cache-control": "private, max-age=60"}, {"cache-control": "no-store"}, {"set-cookie": "sid=1"}]
+)
+def test_responses_the_app_keeps_private_are_never_kept(tmp_path: Path, headers: dict[str, str]) -> None:
+    async def endpoint(request: Request) -> Response:
+        return HTMLResponse(PAGE, headers=headers)
+
+    config = make_config(owner=OwnerSettings(switches=str(tmp_path / "switches.toml")))
+    middleware = PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config)
+    assert "Willkommen" in TestClient(middleware).get("/", headers=GERMAN).text
+    assert len(middleware.responses) == 0
+
+
+def test_kept_responses_hold_no_request_value(secret: None) -> None:
+    clock = Clock()
+    kept, _, middleware = shop_pair(clock)
+    referer = "https://www.google.com/search?q=very-private-search-words"
+    agent = "Mozilla/5.0 (X11; Linux x86_64) UniqueBrowser/987.654"
+    kept.get("/", headers={"referer": referer, "user-agent": agent, "cf-ipcountry": "AT"})
+    assert len(middleware.responses) == 1
+    held = pickle.dumps(dict(middleware.responses._items))
+    for value in (b"very-private-search-words", b"UniqueBrowser"):
+        assert value not in held
+
+
+def test_the_owners_trace_is_never_answered_from_before(secret: None) -> None:
+    clock = Clock()
+    kept, _, middleware = shop_pair(clock)
+    kept.get("/", headers={"x-personalize-trace": "1", "accept-language": "de"})
+    assert len(middleware.responses) == 0
+
+
+def test_the_client_address_is_an_input_when_the_location_comes_from_geoip(tmp_path: Path) -> None:
+    location = LocationSettings(
+        source="geoip", geoip_database=str(DATA / "geoip" / "GeoLite2-City-Test.mmdb"), trusted_proxies=("10.0.0.0/8",)
+    )
+    british = Slot(variants=(Variant(name="uk", when={"country": "GB"}, html="<h1>Cheers</h1>", purpose="support"),))
+    middleware = _middleware(tmp_path, slots={"hero": british}, location=location)
+
+    def page(client: str, *headers: tuple[bytes, bytes]) -> bytes:
+        scope = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+                 "headers": list(headers), "client": (client, 40000), "server": ("shop.example", 443),
+                 "scheme": "https", "http_version": "1.1"}  # fmt: skip
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        asyncio.run(middleware(scope, receive, send))
+        return b"".join(m.get("body", b"") for m in sent[1:])
+
+    assert b"Cheers" in page("81.2.69.142")
+    assert b"Cheers" not in page("127.0.0.1")
+    assert b"Cheers" in page("81.2.69.142")
+    forwarded = (b"x-forwarded-for", b"81.2.69.142")
+    assert b"Cheers" in page("10.1.2.3", forwarded)
+    assert b"Cheers" not in page("10.1.2.3", (b"x-forwarded-for", b"127.0.0.1"))
