@@ -277,8 +277,9 @@ class PersonalizeResponder:
             return None
         scope = self.scope
         values = middleware.readers.request_values(scope)
-        if any(name == b"x-personalize-trace" for name, _ in values):
-            return None  # the owner's trace: checked, and answered, afresh
+        for name, _ in values:
+            if name == b"x-personalize-trace":
+                return None  # the owner's trace: checked, and answered, afresh
         assert self.initial_message is not None
         client = scope.get("client") if middleware.readers.geoip is not None else None
         try:
