@@ -4,10 +4,16 @@ Bytes in, bytes out: nothing here knows about ASGI. The tokenizer follows the HT
 only as far as it must to tell a real `data-personalize` attribute from the same text inside a
 comment, a raw-text element (`<script>`, `<style>`, `<textarea>`, `<title>` ...), another
 attribute's value or escaped text. Everything it does not replace is passed through byte for byte.
+
+Runs of text, comments and ordinary tags are skipped by `edge_personalize._speedups`, a small C
+extension built when the package is installed, or else by a regex that does the same many times
+slower. The output is the same either way. Set `EDGE_PERSONALIZE_PURE_PYTHON=1` to use the
+regex even where the extension is built.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,9 +56,31 @@ _LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _VOID = frozenset(b"area base br col embed hr img input keygen link meta param source track wbr".split())
 # Elements whose content is text up to their own end tag: markup inside them is not markup.
 _RAW_TEXT = frozenset(b"script style textarea title xmp iframe noembed noframes noscript".split())
+_RAW_END = {tag: re.compile(rb"</" + re.escape(tag) + rb"[\t\n\f\r />]", re.IGNORECASE) for tag in _RAW_TEXT}
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_BODY_END = b"</body"
+_EDGE = len(MARKER) - 1  # enough bytes on either side of a chunk edge to hold any cut marker or `</body`
 
 _DATA, _COMMENT, _BOGUS, _RAW, _PLAINTEXT = range(5)
+
+# skip(buf, pos, end, stop_tag, stop_attr): `_BORING.match(buf, pos, end).end()`, also stopping
+# before tags named `stop_tag` and start tags carrying a `stop_attr` attribute.
+_Skip = Callable[[bytes, int, int, bytes | None, bytes | None], int]
+# ifind(buf, pos, needle, other): the first of two lowercase needles in any ASCII case, or -1.
+_Find = Callable[[bytes, int, bytes, bytes | None], int]
+
+
+def _native() -> tuple[_Skip, _Find] | None:
+    if os.environ.get("EDGE_PERSONALIZE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from edge_personalize._speedups import ifind, skip
+    except ImportError:  # not built: no compiler when the package was installed
+        return None
+    return skip, ifind
+
+
+_NATIVE = _native()
 
 
 @dataclass(slots=True)
@@ -99,6 +127,11 @@ class SlotRewriter:
         self._slot: _OpenSlot | None = None
         self._sniffed = False
         self._passthrough = False
+        self._sent = 0  # of self._buf, the bytes already sent on
+        # Bytes sent on but not tokenized yet (see `_run`), and their last few bytes.
+        self._unscanned: list[bytes] = []
+        self._unscanned_size = 0
+        self._edge = b""
         self.slots_seen = 0
 
     def feed(self, chunk: bytes) -> bytes:
@@ -110,7 +143,8 @@ class SlotRewriter:
 
     def release(self) -> bytes:
         """Give up rewriting: the bytes held back so far, unchanged; later chunks pass through."""
-        held, self._buf, self._slot, self._passthrough = self._buf, b"", None, True
+        held, self._buf, self._slot, self._passthrough = self._buf[self._sent :], b"", None, True
+        self._unscanned = []
         return held
 
     def _run(self, chunk: bytes, *, final: bool) -> bytes:
@@ -127,37 +161,64 @@ class SlotRewriter:
                 self._passthrough = True
                 self._buf = b""
                 return buf
-        if final and self._state == _DATA and self._slot is None and self._next_stop(buf.lower(), self._pos) < 0:
-            # Fast path: nothing left that could be a slot or the end of the body.
-            self._buf = b""
-            self._pos = 0
-            return buf + self._take_insert()
+        sent = self._sent  # how much of buf went out already
+        if self._slot is None and self._nothing_to_find(buf):
+            if final:
+                # Fast path: nothing left that could be a slot or the end of the body.
+                self._buf, self._pos, self._sent = b"", 0, 0
+                self._unscanned, self._unscanned_size, self._edge = [], 0, b""
+                return buf[sent:] + self._take_insert()
+            if self._unscanned_size + len(buf) <= self._max:
+                # Nothing in this chunk either: send it on untouched, and tokenize it only when a
+                # later chunk needs the state it leaves the tokenizer in, so a page without slots
+                # is never tokenized at all. At most one cap's worth is kept for that, as for an
+                # open slot; a longer page is tokenized as it comes. Only what may begin the
+                # `</body` the insertion goes before is held back.
+                cut = len(buf)
+                if self._insert is not None:
+                    lt = buf.rfind(b"<", max(0, cut - len(_BODY_END) + 1))
+                    if lt >= 0 and _BODY_END.startswith(buf[lt:].lower()):
+                        cut = lt
+                rest = buf[self._pos : cut] if self._pos or cut < len(buf) else buf
+                self._unscanned.append(rest)
+                self._unscanned_size += len(rest)
+                self._edge = (self._edge + rest[-_EDGE:])[-_EDGE:]
+                self._buf, self._pos, self._sent = buf[cut:], 0, 0
+                return buf[sent:cut] if sent or cut < len(buf) else buf
+        if self._unscanned:
+            # Catch up from where tokenizing stopped.
+            sent = self._unscanned_size
+            buf = b"".join([*self._unscanned, buf])
+            self._unscanned, self._unscanned_size, self._edge = [], 0, b""
         out: list[bytes] = []
-        flushed = self._scan(buf, out, final)
+        flushed = self._scan(buf, out, final, sent)
         slot = self._slot
         if final:
             out.append(buf[flushed:])
             out.append(self._take_insert())
-            self._buf, self._pos, self._slot = b"", 0, None
-        else:
-            # Hold back what may still change: an open slot, or a construct cut by the chunk edge.
-            keep = slot.start if slot is not None else self._pos
-            if keep > flushed:
-                out.append(buf[flushed:keep])
-                flushed = keep
-            self._buf = buf[flushed:]
-            self._pos -= flushed
-            if slot is not None:
-                slot.start -= flushed
+            self._buf, self._pos, self._sent, self._slot = b"", 0, 0, None
+            return b"".join(out)
+        # Hold back what may still change: an open slot, or a construct cut by the chunk edge. A
+        # construct that began in bytes already sent is read again with the next chunk, and its
+        # bytes are not sent twice. (No slot is open then: none began in those bytes.)
+        keep = slot.start if slot is not None else self._pos
+        if keep > flushed:
+            out.append(buf[flushed:keep])
+            flushed = keep
+        self._buf = buf[keep:]
+        self._sent = flushed - keep
+        self._pos -= keep
+        if slot is not None:
+            slot.start -= keep
         return b"".join(out)
 
-    def _scan(self, buf: bytes, out: list[bytes], final: bool) -> int:
-        """Tokenize from self._pos; returns how much of buf is already in `out`."""
-        flushed = 0
+    def _scan(self, buf: bytes, out: list[bytes], final: bool, flushed: int) -> int:
+        """Tokenize from self._pos; returns how much of buf is already sent or in `out`."""
         pos = self._pos
         size = len(buf)
         lowered: bytes | None = None
         next_stop = -1
+        skip = _NATIVE[0] if _NATIVE is not None else None
         while pos < size:
             slot = self._slot
             if slot is not None and pos - slot.start > self._max:
@@ -165,7 +226,17 @@ class SlotRewriter:
                 continue
             state = self._state
             if state == _DATA:
-                if slot is None:
+                if skip is not None:
+                    # The same runs as `_BORING` below, cut short before the tags that matter here
+                    # instead of at the next marker. Inside a slot, only tags of the slot's name
+                    # count, and nothing past its cap is skipped: from there on the slot is given
+                    # up and what follows is read as outside it.
+                    if slot is None:
+                        body = b"body" if self._insert is not None else None
+                        pos = skip(buf, pos, min(size, pos + self._max), body, MARKER)
+                    else:
+                        pos = skip(buf, pos, min(size, pos + self._max, slot.start + self._max + 1), slot.tag, None)
+                elif slot is None:
                     # Skip up to the next marker or `</body`; tokens from there on are looked at one by one.
                     if next_stop < pos:
                         if lowered is None:
@@ -225,7 +296,7 @@ class SlotRewriter:
                                 self.slots_seen += 1
                     if not closing and tag in _RAW_TEXT:
                         self._state = _RAW
-                        self._raw_end = re.compile(rb"</" + re.escape(tag) + rb"[\t\n\f\r />]", re.IGNORECASE)
+                        self._raw_end = _RAW_END[tag]
                     elif not closing and tag == b"plaintext":
                         self._state = _PLAINTEXT
                 elif c == 0x21:  # "!"
@@ -271,11 +342,20 @@ class SlotRewriter:
         self._pos = pos
         return flushed
 
+    def _nothing_to_find(self, buf: bytes) -> bool:
+        """Whether nothing from self._pos on, nor across the edge with the unscanned bytes, could be a
+        slot or the end of the body."""
+        edge = self._edge + buf[:_EDGE] if self._edge else b""
+        if _NATIVE is not None:
+            body_end = _BODY_END if self._insert is not None else None
+            return _NATIVE[1](buf, self._pos, MARKER, body_end) < 0 and _NATIVE[1](edge, 0, MARKER, body_end) < 0
+        return self._next_stop(buf.lower(), self._pos) < 0 and self._next_stop(edge.lower(), 0) < 0
+
     def _next_stop(self, lowered: bytes, pos: int) -> int:
         marker = lowered.find(MARKER, pos)
         if self._insert is None:
             return marker
-        body_end = lowered.find(b"</body", pos)
+        body_end = lowered.find(_BODY_END, pos)
         return body_end if marker < 0 else marker if body_end < 0 else min(marker, body_end)
 
     def _take_insert(self) -> bytes:

@@ -1,8 +1,8 @@
 """The invariants every fuzz target asserts, in pure Python.
 
 Each target takes raw bytes, so a crashing input found by atheris replays here without it:
-`REWRITER` and `PARSERS` are the two targets, and the `check_*` functions are the invariants
-the property tests drive with generated values.
+`TARGETS` names them, and the `check_*` functions are the invariants the property tests drive
+with generated values.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
+from edge_personalize import rewriter as rewriter_module
 from edge_personalize.config import Config, Route, SiteSettings, Slot, Variant
 from edge_personalize.consent import COOKIE_NAME, SECURE_COOKIE_NAME, Consent, ConsentManager
 from edge_personalize.forms import safe_next
-from edge_personalize.rewriter import DEFAULT_MAX_SLOT_BYTES, SlotRewriter
+from edge_personalize.rewriter import _ATTR, _BORING, _TAG, DEFAULT_MAX_SLOT_BYTES, MARKER, SlotRewriter
 from edge_personalize.signals.device import Device, DeviceClass, classify_device
 from edge_personalize.signals.language import MAX_ENTRIES, LanguageNegotiator, parse_accept_language
 from edge_personalize.signals.location import PROVIDERS, HeaderLocator, client_ip, provider_headers
@@ -55,7 +56,30 @@ def rewrite(
     max_slot_bytes: int = DEFAULT_MAX_SLOT_BYTES,
     before_body_end: bytes | None = None,
 ) -> tuple[bytes, list[tuple[str, bytes]], int]:
-    """Output, callback calls and slots seen when `html` arrives cut at the offsets `cuts`."""
+    """Output, callback calls and slots seen when `html` arrives cut at the offsets `cuts`.
+
+    Where the C scanner is in use, the regex fallback must give exactly the same.
+    """
+    result = _rewrite(html, cuts, on_slot, max_slot_bytes=max_slot_bytes, before_body_end=before_body_end)
+    native = rewriter_module._NATIVE
+    if native is not None:
+        rewriter_module._NATIVE = None
+        try:
+            pure = _rewrite(html, cuts, on_slot, max_slot_bytes=max_slot_bytes, before_body_end=before_body_end)
+        finally:
+            rewriter_module._NATIVE = native
+        assert result == pure, f"the C scanner and the regex disagree: cuts={sorted(set(cuts))}"
+    return result
+
+
+def _rewrite(
+    html: bytes,
+    cuts: list[int],
+    on_slot: Callable[[str, bytes], bytes | None],
+    *,
+    max_slot_bytes: int,
+    before_body_end: bytes | None,
+) -> tuple[bytes, list[tuple[str, bytes]], int]:
     calls: list[tuple[str, bytes]] = []
 
     def callback(name: str, inner: bytes) -> bytes | None:
@@ -97,6 +121,65 @@ def rewriter_target(data: bytes) -> None:
     cuts = [int.from_bytes(header[i : i + 2], "big") % (len(html) + 1) for i in range(0, len(header) - 1, 2)]
     cap = MAX_SLOT_CHOICES[flags & 3] if "slot-cap-boundary" not in OPEN_ISSUES else DEFAULT_MAX_SLOT_BYTES
     check_rewriter(html, cuts, max_slot_bytes=cap, banner=bool(flags & 4))
+
+
+# --- The C scanner against the regexes it stands in for --------------------------------------
+
+try:
+    from edge_personalize import _speedups
+except ImportError:  # not built: nothing to compare
+    _speedups = None  # type: ignore[assignment]
+
+_BORING_TOKEN = re.compile(_BORING.pattern.removesuffix(b"*+"))  # one step of the run
+SKIP_STOPS = ((None, None), (None, MARKER), (b"body", MARKER), (b"div", None), (b"a", None), (b"script", b"x"))
+
+
+def skip_reference(
+    buf: bytes, pos: int, end: int, stop_tag: bytes | None = None, stop_attr: bytes | None = None
+) -> int:
+    """What `_speedups.skip` must return, from the rewriter's own regexes, one token at a time."""
+    pos = min(max(pos, 0), len(buf))
+    while True:
+        token = _BORING_TOKEN.match(buf, pos, end)
+        if token is None:
+            return pos
+        tag = _TAG.fullmatch(token.group())
+        if tag is not None:
+            if stop_tag is not None and tag.group(2).lower() == stop_tag:
+                return pos
+            names = (attr.group(1).lower() for attr in _ATTR.finditer(tag.group(3)))
+            if stop_attr is not None and not tag.group(1) and stop_attr in names:
+                return pos
+        pos = token.end()
+
+
+def ifind_reference(buf: bytes, pos: int, needle: bytes, other: bytes | None = None) -> int:
+    lowered = buf.lower()
+    found = [i for i in (lowered.find(needle, pos), -1 if other is None else lowered.find(other, pos)) if i >= 0]
+    return min(found, default=-1)
+
+
+def check_speedups(buf: bytes, pos: int, end: int, stops: int) -> None:
+    """`skip` and `ifind` agree with the regexes and `bytes.find` on any bytes, positions and stops."""
+    if _speedups is None:
+        return
+    stop_tag, stop_attr = SKIP_STOPS[stops % len(SKIP_STOPS)]
+    expected = skip_reference(buf, pos, end, stop_tag, stop_attr)
+    got = _speedups.skip(buf, pos, end, stop_tag, stop_attr)
+    assert got == expected, f"skip(pos={pos}, end={end}, {stop_tag!r}, {stop_attr!r}) = {got}, expected {expected}"
+    if stop_tag is None and stop_attr is None:
+        run = _BORING.match(buf, pos, end)
+        assert run is None or got == run.end(), f"skip(pos={pos}, end={end}) = {got}, _BORING: {run.end()}"
+    for needle, other in ((MARKER, None), (MARKER, b"</body"), (b"</body", None)):
+        expected = ifind_reference(buf, pos, needle, other)
+        got = _speedups.ifind(buf, pos, needle, other)
+        assert got == expected, f"ifind({pos}, {needle!r}, {other!r}) = {got}, expected {expected}"
+
+
+def speedups_target(data: bytes) -> None:
+    """Byte 0 picks the stops, bytes 1 and 2 where to start and end (from the end), then the bytes to scan."""
+    header, buf = data[:3].ljust(3, b"\0"), data[3:]
+    check_speedups(buf, header[1] % (len(buf) + 1), len(buf) - header[2] % (len(buf) + 1), header[0])
 
 
 # --- Header parsers -----------------------------------------------------------------------------
@@ -364,4 +447,8 @@ def parsers_target(data: bytes) -> None:
     PARSER_TARGETS[data[0] % len(PARSER_TARGETS)](data[2:], lambda raw: _decode(raw, as_latin1))
 
 
-TARGETS: dict[str, Callable[[bytes], None]] = {"rewriter": rewriter_target, "parsers": parsers_target}
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "rewriter": rewriter_target,
+    "parsers": parsers_target,
+    "speedups": speedups_target,
+}

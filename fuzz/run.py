@@ -22,7 +22,7 @@ from pathlib import Path
 
 FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parent
-TARGETS = ("rewriter", "parsers")
+TARGETS = ("rewriter", "parsers", "speedups")
 # Files libFuzzer writes for a failing input: an exception or signal, a hang, a memory blow-up.
 ARTIFACTS = ("crash-", "timeout-", "oom-", "leak-")
 PER_INPUT_TIMEOUT = 10  # seconds; regexes on hostile input must stay linear, so a slow input is a bug
@@ -85,7 +85,7 @@ def run_target(target: str, seconds: int, work: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fuzz the rewriter and the parsers for a bounded time.")
+    parser = argparse.ArgumentParser(description="Fuzz the rewriter, its C scanner and the parsers for a bounded time.")
     parser.add_argument("--seconds", type=int, default=60, help="total time, shared by the targets (default 60)")
     parser.add_argument("--target", choices=TARGETS, action="append", help="run only this target (repeatable)")
     parser.add_argument(

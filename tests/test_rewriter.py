@@ -6,7 +6,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_personalize import rewriter as rewriter_module
 from edge_personalize.rewriter import SlotRewriter
+
+try:
+    from edge_personalize import _speedups
+except ImportError:  # not built; tests/test_speedups.py fails where a compiler should have built it
+    _speedups = None  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True, params=["native", "pure"])
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the C scanner and with the regex fallback: the output must not differ."""
+    if request.param == "pure":
+        monkeypatch.setattr(rewriter_module, "_NATIVE", None)
+    elif _speedups is None:
+        pytest.skip("edge_personalize._speedups is not built")
+    else:
+        monkeypatch.setattr(rewriter_module, "_NATIVE", (_speedups.skip, _speedups.ifind))
+    return str(request.param)
 
 
 def replace_all(name: str, inner: bytes) -> bytes:
@@ -159,11 +177,33 @@ def test_bytes_before_a_slot_are_returned_before_the_slot_is_complete() -> None:
     assert rewriter.close(b"</div></body></html>") == b"<b>a:14</b></div></body></html>"
 
 
-def test_text_is_returned_at_once_but_a_cut_tag_is_held() -> None:
+def test_text_is_returned_at_once_but_a_cut_tag_that_may_open_a_slot_is_held() -> None:
     rewriter = SlotRewriter(replace_all)
-    assert rewriter.feed(b"<p>hello</p><di") == b"<p>hello</p>"
-    assert rewriter.feed(b"v>x") == b"<div>x"
+    assert rewriter.feed(b"<p>hello</p><div data-personalize=a") == b"<p>hello</p>"
+    assert rewriter.feed(b">x") == b"<div data-personalize=a>"
+    assert rewriter.close(b"</div>") == b"<b>a:1</b></div>"
+
+
+def test_a_chunk_without_a_marker_is_returned_whole_even_with_a_cut_tag() -> None:
+    rewriter = SlotRewriter(replace_all)
+    assert rewriter.feed(b"<p>hello</p><di") == b"<p>hello</p><di"
+    assert rewriter.feed(b"v data-personalize=a>x") == b"v data-personalize=a>"
+    assert rewriter.close(b"</div>") == b"<b>a:1</b></div>"
+
+
+def test_a_cut_body_end_tag_is_held_for_the_insertion() -> None:
+    rewriter = SlotRewriter(replace_all, before_body_end=b"[banner]")
+    assert rewriter.feed(b"<p>x</p></BO") == b"<p>x</p>"
+    assert rewriter.feed(b"DY></html>") == b"[banner]</BODY></html>"
     assert rewriter.close() == b""
+
+
+@pytest.mark.parametrize("cut", range(1, 40))
+def test_a_tag_begun_in_bytes_already_sent_is_read_again_whole(cut: int) -> None:
+    html = b'<p>x</p><div title="a>b" data-personalize="s">inner</div><p>y</p>'
+    rewriter = SlotRewriter(replace_all)
+    out = rewriter.feed(html[:cut]) + rewriter.feed(html[cut:45]) + rewriter.close(html[45:])
+    assert out == b'<p>x</p><div title="a>b" data-personalize="s"><b>s:5</b></div><p>y</p>'
 
 
 def test_a_tag_cut_inside_a_quoted_value_is_not_ended_early() -> None:

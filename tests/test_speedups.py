@@ -1,0 +1,146 @@
+"""The C scanner returns exactly what the rewriter's regexes and `bytes.find` would.
+
+The references live in fuzz/checks.py, shared with the atheris target; tests/test_rewriter.py
+runs every rewriter test with and without the scanner.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_personalize import rewriter
+from edge_personalize.rewriter import _BORING, MARKER
+from fuzz.checks import SKIP_STOPS, check_speedups, ifind_reference, skip_reference
+
+try:
+    from edge_personalize import _speedups
+except ImportError:
+    _speedups = None  # type: ignore[assignment]
+
+needs_speedups = pytest.mark.skipif(_speedups is None, reason="edge_personalize._speedups is not built")
+
+
+def _compiler() -> str | None:
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(compiler) or shutil.which("cc")
+
+
+@pytest.mark.skipif(_compiler() is None, reason="no C compiler here, so the pure-Python scanner is expected")
+def test_the_extension_is_built_where_a_compiler_is() -> None:
+    importlib.import_module("edge_personalize._speedups")
+    if os.environ.get("EDGE_PERSONALIZE_PURE_PYTHON", "") in ("", "0"):
+        assert rewriter._NATIVE is not None
+
+
+def test_the_pure_python_scanner_can_be_forced() -> None:
+    code = "from edge_personalize import rewriter; print(rewriter._NATIVE is None)"
+    env = {**os.environ, "EDGE_PERSONALIZE_PURE_PYTHON": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
+
+
+SOUP = st.sampled_from(
+    [
+        *("<", ">", "/", "!", "?", "-", "=", '"', "'", " ", "\t", "\n", "\f", "\r", "\x0b", "\x00", "\xff", "\x80"),
+        *("a", "x", "div", "DiV", "body", "a1", "data-personalize", "DATA-Personalize", "data-personalize-x"),
+        *("script", "sCrIpT", "style", "textarea", "TITLE", "xmp", "iframe", "noembed", "noframes", "noscript"),
+        *("plaintext", "scriptx", "<!--", "-->", "--!>", "</", "<!", "<?", "</body", "<div ", "</div>", "x" * 40),
+    ]
+)
+soups = st.lists(SOUP, max_size=40).map(lambda parts: "".join(parts).encode("latin-1"))
+
+
+@st.composite
+def scans(draw: st.DrawFn) -> tuple[bytes, int, int]:
+    buf = draw(soups)
+    return buf, draw(st.integers(-3, len(buf) + 3)), draw(st.integers(-3, len(buf) + 3))
+
+
+@needs_speedups
+@settings(max_examples=2000, deadline=None)
+@given(scans())
+def test_skip_ends_where_the_boring_regex_ends(scan: tuple[bytes, int, int]) -> None:
+    buf, pos, end = scan
+    run = _BORING.match(buf, pos, end)
+    expected = run.end() if run is not None else min(max(pos, 0), len(buf))  # re finds nothing when end < pos
+    assert _speedups.skip(buf, pos, end) == expected
+
+
+@needs_speedups
+@settings(max_examples=2000, deadline=None)
+@given(scans(), st.sampled_from(SKIP_STOPS))
+def test_skip_stops_before_the_tags_asked_for(scan: tuple[bytes, int, int], stops: tuple[bytes | None, ...]) -> None:
+    buf, pos, end = scan
+    stop_tag, stop_attr = stops
+    assert _speedups.skip(buf, pos, end, stop_tag, stop_attr) == skip_reference(buf, pos, end, stop_tag, stop_attr)
+
+
+@needs_speedups
+@settings(max_examples=1000, deadline=None)
+@given(soups, st.integers(-5, 200), st.sampled_from([(MARKER, None), (MARKER, b"</body"), (b"</body", None)]))
+def test_ifind_finds_what_lowered_find_finds(buf: bytes, pos: int, needles: tuple[bytes, bytes | None]) -> None:
+    assert _speedups.ifind(buf, pos, *needles) == ifind_reference(buf, pos, *needles)
+
+
+@needs_speedups
+@pytest.mark.parametrize(
+    ("buf", "stops", "expected"),
+    [
+        (b'<a title="x>y">z<p>', (None, None), 19),
+        (b"<a b='c>d' e=f>g", (None, None), 16),
+        (b'<a b="unterminated>x', (None, None), 0),  # the value may end in the next chunk
+        (b'<a title=x"y>z', (None, None), 14),  # a quote inside an unquoted value is text
+        (b"<a b c>x", (None, None), 8),
+        (b"<a =b>x", (None, None), 0),
+        (b"<!-->x<!--->y<!-- a --!>z", (None, None), 25),
+        (b"<!-- open", (None, None), 0),
+        (b"x<Script>y", (None, None), 1),
+        (b"x<scriptx>y", (None, None), 11),
+        (b"x<1<\x00<=y", (None, None), 8),
+        (b"x</ a>", (None, None), 1),
+        (b"x<!doctype html>", (None, None), 1),
+        (b"x<", (None, None), 1),  # what follows `<` is not known yet
+        (b"<p><DIV><div>", (b"div", None), 3),
+        (b"<p></Div>", (b"div", None), 3),
+        (b"<p><div Data-Personalize=a>", (None, MARKER), 3),
+        (b"<p></div data-personalize=a>", (None, MARKER), 28),  # not a start tag
+        (b'<p title="data-personalize=a">', (None, MARKER), 30),  # a value, not an attribute
+    ],
+)
+def test_skip_examples(buf: bytes, stops: tuple[bytes | None, bytes | None], expected: int) -> None:
+    assert _speedups.skip(buf, 0, len(buf), *stops) == expected
+    assert skip_reference(buf, 0, len(buf), *stops) == expected
+
+
+@needs_speedups
+def test_skip_looks_no_further_than_end() -> None:
+    buf = b'<a title="x">y<!-- z -->'
+    assert [_speedups.skip(buf, 0, end) for end in (12, 13, 14, 23, 24)] == [0, 13, 14, 14, 24]
+
+
+@needs_speedups
+def test_long_runs_and_values_are_found_past_the_first_bytes() -> None:
+    value = b"v" * 5000
+    buf = b"t" * 5000 + b'<a b="' + value + b'" c=' + value + b">" + b"<!--" + value + b"-->"
+    check_speedups(buf, 0, len(buf), 0)
+    assert _speedups.skip(buf, 0, len(buf)) == len(buf)
+    assert _speedups.ifind(buf + b"DATA-personalize", 3, MARKER) == len(buf)
+
+
+@needs_speedups
+def test_arguments_are_checked() -> None:
+    with pytest.raises(TypeError):
+        _speedups.skip("text", 0, 4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.skip(b"x", 0, 1, "div")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        _speedups.ifind(b"x", 0, b"")
