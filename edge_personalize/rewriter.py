@@ -168,12 +168,14 @@ class SlotRewriter:
                 self._buf, self._pos, self._sent = b"", 0, 0
                 self._unscanned, self._unscanned_size, self._edge = [], 0, b""
                 return buf[sent:] + self._take_insert()
+            if len(buf) <= self._max < self._unscanned_size + len(buf):
+                self._tokenize_sent(self._max - len(buf))
             if self._unscanned_size + len(buf) <= self._max:
                 # Nothing in this chunk either: send it on untouched, and tokenize it only when a
                 # later chunk needs the state it leaves the tokenizer in, so a page without slots
                 # is never tokenized at all. At most one cap's worth is kept for that, as for an
-                # open slot; a longer page is tokenized as it comes. Only what may begin the
-                # `</body` the insertion goes before is held back.
+                # open slot: on a longer page the oldest of it is tokenized to make room. Only what
+                # may begin the `</body` the insertion goes before is held back.
                 cut = len(buf)
                 if self._insert is not None:
                     lt = buf.rfind(b"<", max(0, cut - len(_BODY_END) + 1))
@@ -341,6 +343,29 @@ class SlotRewriter:
             self._slot = None
         self._pos = pos
         return flushed
+
+    def _tokenize_sent(self, keep: int) -> None:
+        """Tokenize the oldest of the bytes sent on untokenized until at most `keep` of them are left
+        (none of them holds a marker or `</body`: nothing is replaced or inserted), carrying the
+        tokenizer's state past them."""
+        while self._unscanned_size > keep:
+            taken: list[bytes] = []
+            total = 0
+            while self._unscanned and total < self._unscanned_size - keep:
+                taken.append(self._unscanned.pop(0))
+                total += len(taken[-1])
+            self._unscanned_size -= total
+            done = b"".join(taken)
+            held, self._pos = self._pos, 0
+            self._scan(done, [], False, len(done))
+            rest = done[self._pos :]  # a construct cut by the end: read again with what follows
+            self._pos = held
+            if rest:
+                self._unscanned_size += len(rest)
+                if not self._unscanned:
+                    self._unscanned.append(rest)
+                    return  # nothing to complete it with yet: the caller tokenizes what remains
+                self._unscanned[0] = rest + self._unscanned[0]
 
     def _nothing_to_find(self, buf: bytes) -> bool:
         """Whether nothing from self._pos on, nor across the edge with the unscanned bytes, could be a

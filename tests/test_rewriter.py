@@ -419,3 +419,17 @@ def test_text_running_past_the_cap_gives_the_slot_up_before_the_next_tag(chunk: 
     html = b'<div data-personalize="a">' + b"x" * 65 + b'<section data-personalize="b">inner</section></div>'
     _, calls = rewrite(html, chunk=chunk, max_slot_bytes=64)
     assert calls == [("b", b"inner")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents, st.data(), st.sampled_from([24, 40, 96]), st.booleans())
+def test_chunks_sent_on_untokenized_past_the_cap_change_nothing(
+    doc: Node, data: st.DataObject, cap: int, banner: bool
+) -> None:
+    # With a small cap, the bytes sent on before they are tokenized overflow it again and again,
+    # and their oldest part is tokenized while later chunks are still held untokenized.
+    html = (doc.html * 3 + "</body></html>").encode()
+    cuts = data.draw(chunkings(len(html)))
+    insert = BANNER if banner else None
+    whole, _ = rewrite(html, max_slot_bytes=cap, before_body_end=insert)
+    assert feed_in_pieces(html, cuts, replace_all, max_slot_bytes=cap, before_body_end=insert) == whole
