@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import marshal
@@ -384,8 +385,7 @@ class PersonalizeResponder:
             return False
         if b"private" in cache_control or b"no-store" in cache_control:
             self.shareable = False
-        media_type, _, params = content_type.decode("latin-1").partition(";")
-        return media_type.strip().lower() == "text/html" and charset_of(params) in ASCII_COMPATIBLE
+        return rewritable_type(content_type)
 
     def _prepare(self, headers: MutableHeaders) -> None:
         """Make the headers true for every visitor context, and set up the rewriter if this visitor gets one."""
@@ -435,6 +435,13 @@ class PersonalizeResponder:
             # The body now differs per variant set: a weak validator that names the set.
             opaque = etag.removeprefix("W/").strip('"')
             headers["etag"] = f'W/"{opaque}-{self.page.variant_key()}"'
+
+
+@functools.lru_cache(maxsize=64)
+def rewritable_type(content_type: bytes) -> bool:
+    """Whether a Content-Type is HTML in a charset where markup can be found in the raw bytes."""
+    media_type, _, params = content_type.decode("latin-1").partition(";")
+    return media_type.strip().lower() == "text/html" and charset_of(params) in ASCII_COMPATIBLE
 
 
 def charset_of(params: str) -> str:

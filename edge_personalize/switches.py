@@ -63,7 +63,7 @@ class Switches:
 
     def allows(self, level: Level, name: str) -> bool:
         """True unless this level is switched off. Levels are independent: the caller checks each."""
-        return (level, _normalized(level, name)) not in self.off
+        return not self.off or (level, _normalized(level, name)) not in self.off
 
     def with_switch(self, level: Level, name: str, on: bool) -> Switches:
         """A copy with one switch set."""
