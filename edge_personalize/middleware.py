@@ -92,7 +92,7 @@ class PersonalizeMiddleware:
         # Whole responses made before, by a salted digest of everything they were made from: the app's
         # response, the path and query, and the request values a context reads (never those values
         # themselves). Not with the site's own consent reader, which may read anything.
-        self.responses: BoundedCache[Replay] = BoundedCache()
+        self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024)
         self.replay_salt = secrets.token_bytes(32) if consent is None else None
         self._preview_marker = f"{PREVIEW_PARAM}=".encode()
         self._endpoint_root = self.config.site.endpoint_prefix + "/"
