@@ -60,6 +60,31 @@ def per_call(func: Callable[[], object], *, min_time: float, repeat: int) -> flo
     return best
 
 
+def per_call_each(funcs: dict[str, Callable[[], object]], *, min_time: float, repeat: int) -> dict[str, float]:
+    """`per_call` for several functions measured side by side: batches of each take turns, so that
+    drift in the machine's speed hits all of them alike."""
+    numbers: dict[str, int] = {}
+    for name, func in funcs.items():
+        number = 1
+        while True:
+            start = time.perf_counter()
+            for _ in range(number):
+                func()
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time:
+                break
+            number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.1))
+        numbers[name] = number
+    best = {name: float("inf") for name in funcs}
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            for _ in range(numbers[name]):
+                func()
+            best[name] = min(best[name], (time.perf_counter() - start) / numbers[name])
+    return best
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 

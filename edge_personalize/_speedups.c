@@ -76,7 +76,17 @@ equals_lower(const unsigned char *s, const unsigned char *word, Py_ssize_t n)
 static int
 is_raw_text(const unsigned char *name, Py_ssize_t n)
 {
-    if (n < 3 || n > 9) {
+    /* For each first letter, the lengths of the raw-text names that start with it: most tag
+     * names are ruled out by these two lookups alone. */
+    static const unsigned short lengths[26] = {
+        ['i' - 'a'] = 1 << 6,
+        ['n' - 'a'] = 1 << 7 | 1 << 8,
+        ['p' - 'a'] = 1 << 9,
+        ['s' - 'a'] = 1 << 5 | 1 << 6,
+        ['t' - 'a'] = 1 << 5 | 1 << 8,
+        ['x' - 'a'] = 1 << 3,
+    };
+    if (n < 3 || n > 9 || !(lengths[(name[0] | 0x20) - 'a'] & (1 << n))) {
         return 0;
     }
     for (size_t i = 0; i < sizeof(RAW_TEXT) / sizeof(RAW_TEXT[0]); i++) {

@@ -60,6 +60,7 @@ _RAW_END = {tag: re.compile(rb"</" + re.escape(tag) + rb"[\t\n\f\r />]", re.IGNO
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _BODY_END = b"</body"
 _EDGE = len(MARKER) - 1  # enough bytes on either side of a chunk edge to hold any cut marker or `</body`
+_PROBE = 4096  # of the next chunk, joined to a construct cut by the end of one sent on untokenized
 
 _DATA, _COMMENT, _BOGUS, _RAW, _PLAINTEXT = range(5)
 
@@ -130,6 +131,7 @@ class SlotRewriter:
         self._sent = 0  # of self._buf, the bytes already sent on
         # Bytes sent on but not tokenized yet (see `_run`), and their last few bytes.
         self._unscanned: list[bytes] = []
+        self._unscanned_from = 0  # of the first of them, the bytes already tokenized
         self._unscanned_size = 0
         self._edge = b""
         self.slots_seen = 0
@@ -144,7 +146,7 @@ class SlotRewriter:
     def release(self) -> bytes:
         """Give up rewriting: the bytes held back so far, unchanged; later chunks pass through."""
         held, self._buf, self._slot, self._passthrough = self._buf[self._sent :], b"", None, True
-        self._unscanned = []
+        self._unscanned, self._unscanned_from = [], 0
         return held
 
     def _run(self, chunk: bytes, *, final: bool) -> bytes:
@@ -166,7 +168,7 @@ class SlotRewriter:
             if final:
                 # Fast path: nothing left that could be a slot or the end of the body.
                 self._buf, self._pos, self._sent = b"", 0, 0
-                self._unscanned, self._unscanned_size, self._edge = [], 0, b""
+                self._unscanned, self._unscanned_from, self._unscanned_size, self._edge = [], 0, 0, b""
                 return buf[sent:] + self._take_insert()
             if len(buf) <= self._max < self._unscanned_size + len(buf):
                 self._tokenize_sent(self._max - len(buf))
@@ -190,8 +192,9 @@ class SlotRewriter:
         if self._unscanned:
             # Catch up from where tokenizing stopped.
             sent = self._unscanned_size
+            self._unscanned[0] = self._unscanned[0][self._unscanned_from :]
             buf = b"".join([*self._unscanned, buf])
-            self._unscanned, self._unscanned_size, self._edge = [], 0, b""
+            self._unscanned, self._unscanned_from, self._unscanned_size, self._edge = [], 0, 0, b""
         out: list[bytes] = []
         flushed = self._scan(buf, out, final, sent)
         slot = self._slot
@@ -347,25 +350,28 @@ class SlotRewriter:
     def _tokenize_sent(self, keep: int) -> None:
         """Tokenize the oldest of the bytes sent on untokenized until at most `keep` of them are left
         (none of them holds a marker or `</body`: nothing is replaced or inserted), carrying the
-        tokenizer's state past them."""
-        while self._unscanned_size > keep:
-            taken: list[bytes] = []
-            total = 0
-            while self._unscanned and total < self._unscanned_size - keep:
-                taken.append(self._unscanned.pop(0))
-                total += len(taken[-1])
-            self._unscanned_size -= total
-            done = b"".join(taken)
-            held, self._pos = self._pos, 0
-            self._scan(done, [], False, len(done))
-            rest = done[self._pos :]  # a construct cut by the end: read again with what follows
-            self._pos = held
-            if rest:
-                self._unscanned_size += len(rest)
-                if not self._unscanned:
-                    self._unscanned.append(rest)
-                    return  # nothing to complete it with yet: the caller tokenizes what remains
-                self._unscanned[0] = rest + self._unscanned[0]
+        tokenizer's state past them. Each chunk is tokenized where it lies; only a construct cut
+        by a chunk's end is read again joined with the start of the next one."""
+        held = self._pos
+        chunks = self._unscanned
+        while self._unscanned_size > keep and len(chunks) > 1:
+            head, start = chunks[0], self._unscanned_from
+            self._pos = start
+            self._scan(head, [], False, len(head))
+            cut = self._pos  # where a construct cut by the end of `head` begins, or its end
+            rest = head[cut:]
+            joined = rest + chunks[1][:_PROBE]
+            self._pos = 0
+            self._scan(joined, [], False, len(joined))
+            chunks.pop(0)
+            if self._pos < len(rest):
+                # Still cut, even with the start of the next chunk: read it with all of that chunk.
+                chunks[0] = rest + chunks[0]
+                self._unscanned_from = self._pos
+            else:
+                self._unscanned_from = self._pos - len(rest)
+            self._unscanned_size -= len(head) - start - len(rest) + self._pos
+        self._pos = held
 
     def _nothing_to_find(self, buf: bytes) -> bool:
         """Whether nothing from self._pos on, nor across the edge with the unscanned bytes, could be a
