@@ -1,8 +1,9 @@
 """The demo shop over the network, with and without the middleware: `python benchmarks/network.py [--smoke]`.
 
-Two uvicorn servers on this machine, `examples.shop.app:app` and the same routes without the
-middleware (`benchmarks.bare_shop:app`), each loaded in turn by wrk with `Accept-Language: de`
-so that the home page is personalized. Needs wrk (Debian: apt install wrk).
+Three uvicorn servers on this machine, `examples.shop.app:app`, the same routes without the
+middleware (`benchmarks.bare_shop:app`), and those routes sending the personalized page's bytes
+without the middleware (`benchmarks.same_bytes_shop:app`), each loaded in turn by wrk with
+`Accept-Language: de` so that the home page is personalized. Needs wrk (Debian: apt install wrk).
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from typing import IO, Any
 from common import Row, Section, ratio, table
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = {"bare app": "benchmarks.bare_shop:app", "with middleware": "examples.shop.app:app"}
+APPS = {
+    "bare app": "benchmarks.bare_shop:app",
+    "same page, no middleware": "benchmarks.same_bytes_shop:app",
+    "with middleware": "examples.shop.app:app",
+}
 HEADER = ("Accept-Language", "de")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -114,13 +119,16 @@ def measure(smoke: bool = False) -> Section:
     with (
         tempfile.TemporaryFile() as log,
         serve(APPS["bare app"], log) as bare_port,
+        serve(APPS["same page, no middleware"], log) as same_port,
         serve(APPS["with middleware"], log) as ours_port,
     ):
-        ports = {"bare app": bare_port, "with middleware": ours_port}
+        ports = {"bare app": bare_port, "same page, no middleware": same_port, "with middleware": ours_port}
         pages = {name: _get(port) for name, port in ports.items()}
         problems = []
         if b"Willkommen" not in pages["with middleware"] or b"Willkommen" in pages["bare app"]:
             problems.append("the home page was not personalized as expected")
+        if pages["same page, no middleware"] != pages["with middleware"]:
+            problems.append("the server without the middleware did not send the personalized page's bytes")
         if not smoke:
             for port in ports.values():
                 wrk(port, seconds=2, connections=connections)  # warm up
@@ -134,13 +142,20 @@ def measure(smoke: bool = False) -> Section:
         errors = log.read().decode(errors="replace").count("Traceback")
         if errors:
             problems.append(f"the servers logged {errors} tracebacks")
-    bare, ours = best["bare app"], best["with middleware"]
+    bare, same, ours = best["bare app"], best["same page, no middleware"], best["with middleware"]
     share = ratio(ours["rps"], bare["rps"])
     valid = not problems
     section.rows.append(
         Row(
             "requests/s",
-            {"bare app": bare["rps"], "with middleware": ours["rps"], "middleware ÷ bare": share},
+            {
+                "bare app": bare["rps"],
+                "same page, no middleware": same["rps"],
+                "with middleware": ours["rps"],
+                "same page ÷ bare": ratio(same["rps"], bare["rps"]),
+                "middleware ÷ same page": ratio(ours["rps"], same["rps"]),
+                "middleware ÷ bare": share,
+            },
             target="≥ 90% of bare",
             met=share is not None and share >= 0.9 if valid else None,
             measured=f"{share:.0%} of bare" if valid and share is not None else "invalid run",
@@ -154,7 +169,10 @@ def measure(smoke: bool = False) -> Section:
                 f"latency {p} (ms)",
                 {
                     "bare app": bare.get(p),
+                    "same page, no middleware": same.get(p),
                     "with middleware": ours.get(p),
+                    "same page ÷ bare": ratio(same.get(p), bare.get(p)),
+                    "middleware ÷ same page": ratio(ours.get(p), same.get(p)),
                     "middleware ÷ bare": ratio(ours.get(p), bare.get(p)),
                 },
             )
@@ -162,6 +180,8 @@ def measure(smoke: bool = False) -> Section:
     section.notes.append(
         f"GET / with Accept-Language: de; page {len(pages['bare app']):,} bytes bare,"
         f" {len(pages['with middleware']):,} bytes personalized (German hero, badge, consent banner)."
+        " The middle server (`same_bytes_shop.py`) renders the same template and sends the personalized"
+        " page's bytes and headers without the middleware: the larger page's own cost."
         f" wrk -t1 -c{connections} -d{seconds}s, best of {rounds} alternating rounds; one uvicorn worker each"
         + (f", servers on CPU {SERVER_CPU} and wrk on CPU {LOAD_CPU} (taskset)." if _pinned(0) else ".")
     )
