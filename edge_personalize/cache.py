@@ -10,12 +10,16 @@ V = TypeVar("V")
 
 
 class BoundedCache(Generic[V]):
-    """Values by key, up to `max_bytes` in all (each put says how large its value is); least recently
-    used values go first, and a value larger than `max_item_bytes` is never kept."""
+    """Values by key, up to `max_items` of them and `max_bytes` in all (each put says how large its
+    value is); least recently used values go first, and a value larger than `max_item_bytes` is
+    never kept."""
 
-    def __init__(self, *, max_bytes: int = 16 * 1024 * 1024, max_item_bytes: int = 256 * 1024) -> None:
+    def __init__(
+        self, *, max_bytes: int = 16 * 1024 * 1024, max_item_bytes: int = 256 * 1024, max_items: int = 4096
+    ) -> None:
         self.max_bytes = max_bytes
         self.max_item_bytes = max_item_bytes
+        self.max_items = max_items
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._size = 0
 
@@ -34,7 +38,7 @@ class BoundedCache(Generic[V]):
             return
         self._items[key] = (value, size)
         self._size += size
-        while self._size > self.max_bytes:
+        while self._size > self.max_bytes or len(self._items) > self.max_items:
             _, (_, old) = self._items.popitem(last=False)
             self._size -= old
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
 
-from edge_personalize.consent import NO_CONSENT, Consent
+from edge_personalize.consent import NO_CONSENT, Consent, needs_consent
 from edge_personalize.errors import ConfigError
 from edge_personalize.signals.device import Device, classify_device
 from edge_personalize.signals.language import LanguageNegotiator
@@ -77,6 +77,8 @@ class SignalReaders:
         # Every request header a context may read: it is given only these (see `VisitorContext.headers`),
         # so they are, with the path, the query and the client address, all a visitor's context depends on.
         names = [*_CONTEXT_HEADERS, *(name for names in self.cache_keys.values() for name in names)]
+        if not needs_consent(config):
+            names = [name for name in names if name not in ("cookie", "sec-gpc")]  # no choice is ever read
         if self.geoip is not None:
             names.append("x-forwarded-for")
         self.request_headers = frozenset(name.lower().encode("latin-1") for name in names)

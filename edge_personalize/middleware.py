@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import marshal
 import os
 import secrets
 import time
@@ -23,7 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edge_personalize.admin import Owner, OwnerAuth
 from edge_personalize.cache import BoundedCache
 from edge_personalize.config import Config, PolicyFile, load_config
-from edge_personalize.consent import NO_CONSENT, ConsentManager, ConsentReader, needs_consent, settled_until
+from edge_personalize.consent import (
+    COOKIE_NAME,
+    NO_CONSENT,
+    ConsentManager,
+    ConsentReader,
+    needs_consent,
+    settled_until,
+)
 from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.endpoints import Endpoints
 from edge_personalize.personalizer import Page, Personalizer
@@ -189,6 +195,11 @@ class PersonalizeResponder:
         self.passthrough = False
         self.started = False
         self.shareable = False  # the app lets caches share the response
+        # The policy's own cache, as the request began: a reload meanwhile keeps nothing in the new one.
+        self.responses = middleware.responses
+        self.values: list[tuple[bytes, bytes]] = []  # the request headers a context may read
+        self.shown: tuple[tuple[str, str], ...] | None = None  # what a page from the page cache showed
+        self.now: datetime | None = None  # when the visitor's choice was read
         self.failed = False  # something went wrong and this visitor got (some of) the standard page
         self.ctx: VisitorContext | None = None
 
@@ -277,37 +288,33 @@ class PersonalizeResponder:
         if middleware.replay_salt is None or self.simulation is not None or self.plan.random:
             return None
         scope = self.scope
-        values = middleware.readers.request_values(scope)
-        for name, _ in values:
-            if name == b"x-personalize-trace":
-                return None  # the owner's trace: checked, and answered, afresh
+        self.values = values = middleware.readers.request_values(scope)
+        if any(name == b"x-personalize-trace" for name, _ in values):
+            return None  # the owner's trace: checked, and answered, afresh
         assert self.initial_message is not None
         client = scope.get("client") if middleware.readers.geoip is not None else None
-        try:
-            made_from = marshal.dumps(
-                (
-                    scope["path"],
-                    scope.get("query_string", b""),
-                    client[0] if client else None,
-                    values,
-                    self.initial_message["headers"],
-                )
-            )
-        except ValueError:  # headers of types marshal does not know: make this one afresh
-            return None
+        fields = [
+            scope["path"].encode("utf-8", "surrogatepass"),
+            scope.get("query_string", b""),
+            client[0].encode("utf-8", "surrogatepass") if client else b"",
+            b"%d" % len(values),
+            *(part for header in values for part in header),
+            *(bytes(part) for header in self.initial_message["headers"] for part in header),
+        ]
+        # Each field with its length first: no two different sets of inputs give the same bytes.
         digest = hashlib.sha256(middleware.replay_salt)
-        digest.update(made_from)
+        digest.update(b"".join(b"%d:%b" % (len(field), field) for field in fields))
         digest.update(body)
         return digest.digest(), self.switches
 
     async def _replay(self, key: tuple[bytes, Switches]) -> bool:
         """Send the response made before from the same inputs, if it is still true."""
         middleware = self.middleware
-        replay = middleware.responses.get(key)
+        replay = self.responses.get(key)
         if replay is None:
             return False
         if replay.until is not None and middleware.consent.clock() >= replay.until:
-            middleware.responses.discard(key)
+            self.responses.discard(key)
             return False
         middleware.counts.update(replay.shown)
         assert self.initial_message is not None
@@ -319,12 +326,19 @@ class PersonalizeResponder:
         page = self.page
         if self.failed or self.trace or (page is not None and page.fallbacks):
             return  # a response that fell back is made afresh next time
+        ctx = self.ctx
+        if ctx is not None and ctx.consent.state == "unknown" and self._carries_a_choice():
+            return  # a stored choice that could not be read (tampered, expired, or from a clock ahead)
         assert self.initial_message is not None
         headers = tuple((bytes(name), bytes(value)) for name, value in self.initial_message["headers"])
-        ctx = self.ctx
-        until = settled_until(ctx.consent, self.middleware.consent.clock()) if ctx is not None else None
-        replay = Replay(headers, body, page.shown() if page is not None else (), until)
-        self.middleware.responses.put(key, replay, len(body) + sum(len(n) + len(v) for n, v in headers))
+        until = settled_until(ctx.consent, self.now) if ctx is not None and self.now is not None else None
+        shown = self.shown if self.shown is not None else page.shown() if page is not None else ()
+        replay = Replay(headers, body, shown, until)
+        self.responses.put(key, replay, len(body) + sum(len(n) + len(v) for n, v in headers))
+
+    def _carries_a_choice(self) -> bool:
+        name = COOKIE_NAME.encode()
+        return any(header == b"cookie" and name in value for header, value in self.values)
 
     def _rewrite_whole(self, body: bytes, *, shareable: bool) -> bytes:
         """A body sent in one message, from the page cache when this page was rewritten before."""
@@ -337,10 +351,12 @@ class PersonalizeResponder:
         cached = pages.get(key)
         if cached is not None:
             page.replay(cached[1])
+            self.shown = cached[1]
             return cached[0]
         rewritten = self._rewrite(body, more_body=False)
         if self.rewriter is not None and not page.fallbacks:  # never keep a page that fell back
-            pages.put(key, (rewritten, page.shown()), len(rewritten))
+            # The key holds the path and query: they count towards the bound too.
+            pages.put(key, (rewritten, page.shown()), len(rewritten) + len(page.path) + len(page.query_string))
         return rewritten
 
     def _rewrite(self, body: bytes, *, more_body: bool) -> bytes:
@@ -401,6 +417,7 @@ class PersonalizeResponder:
             headers["cache-control"] = "private, no-store"
             self.trace = True
         else:
+            self.now = middleware.consent.clock()  # before the choice is read: what it says holds from then
             consent = middleware.consent.read(self.scope) if middleware.consent_dependent else NO_CONSENT
             ctx = VisitorContext(middleware.readers, self.scope, consent)
             self.ctx = ctx

@@ -112,6 +112,7 @@ class Page:
             logger.warning(
                 "edge-personalize: consent banner failed, page served without it (%s: %s)", type(exc).__name__, exc
             )
+            self.fallbacks.append("(banner)")  # so this page is never kept without it
             return None
         self.banner_shown = True
         return body

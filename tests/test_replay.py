@@ -254,3 +254,72 @@ def test_the_client_address_is_an_input_when_the_location_comes_from_geoip(tmp_p
     forwarded = (b"x-forwarded-for", b"81.2.69.142")
     assert b"Cheers" in page("10.1.2.3", forwarded)
     assert b"Cheers" not in page("10.1.2.3", (b"x-forwarded-for", b"127.0.0.1"))
+
+
+def test_a_choice_signed_by_a_clock_ahead_is_not_kept_as_no_choice(
+    secret: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another server whose clock runs ahead signed it: unreadable here for now, readable soon.
+    clock = Clock()
+    kept, _, middleware = shop_pair(clock)
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: clock.now.timestamp() + 5)
+    ahead = {"cookie": f"{COOKIE_NAME}={signed({'c': 'g', 'v': '1', 'f': (TODAY - timedelta(days=2)).isoformat()})}"}
+    monkeypatch.undo()
+    monkeypatch.setenv("EDGE_PERSONALIZE_SECRET", SECRET)
+    assert "data-personalize-banner" in kept.get("/", headers=ahead).text
+    assert len(middleware.responses) == 0
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: clock.now.timestamp() + 10)
+    assert "Welcome back" in kept.get("/", headers=ahead).text
+
+
+def test_a_response_made_across_a_policy_reload_is_not_kept(secret: None, tmp_path: Path) -> None:
+    import shutil
+
+    from examples.shop.app import app as shop
+
+    policy = tmp_path / "personalize.toml"
+    shutil.copytree(SHOP / "variants", tmp_path / "variants")
+    shutil.copy(SHOP / "personalize.toml", policy)
+    holder: dict[str, PersonalizeMiddleware] = {}
+
+    async def reloading(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and holder.get("reload"):
+            # The policy changes while this response is being made.
+            middleware = holder["middleware"]
+            middleware._reload(policy)
+        await Starlette(routes=shop.routes)(scope, receive, send)
+
+    middleware = PersonalizeMiddleware(reloading, policy)
+    holder["middleware"] = middleware
+    client = TestClient(middleware)
+    holder["reload"] = middleware  # type: ignore[assignment]
+    client.get("/products", headers={"cf-ipcountry": "AT"})
+    assert len(middleware.responses) == 0
+    del holder["reload"]
+    client.get("/products", headers={"cf-ipcountry": "AT"})
+    assert len(middleware.responses) == 1
+
+
+def test_a_page_from_the_page_cache_is_counted_each_time_it_is_sent_again(secret: None) -> None:
+    clock = Clock()
+    kept, _, middleware = shop_pair(clock)
+    kept.get("/", headers={"accept-language": "de"})
+    for _ in range(3):  # another request of the same kind: the page cache, then the kept response
+        kept.get("/", headers={"accept-language": "de-DE"})
+    assert middleware.counts[("hero", "german-speakers")] == 4
+
+
+def test_the_same_inputs_give_the_same_key_whatever_objects_carry_them(secret: None) -> None:
+    clock = Clock()
+    kept, _, middleware = shop_pair(clock)
+    for _ in range(4):
+        kept.get("/", headers={"accept-language": "de", "cf-ipcountry": "AT"})
+    assert len(middleware.responses) == 1
+
+
+def test_the_caches_are_bounded_by_entries_as_well_as_bytes() -> None:
+    cache: BoundedCache[bytes] = BoundedCache(max_bytes=1 << 20, max_items=3)
+    for key in range(10):
+        cache.put(key, b"x", 1)
+    assert len(cache) == 3
+    assert cache.get(9) == b"x" and cache.get(0) is None
