@@ -42,27 +42,13 @@ class Section:
 
 def per_call(func: Callable[[], object], *, min_time: float, repeat: int) -> float:
     """Seconds per call: calls batched to last `min_time` each, best of `repeat` batches."""
-    number = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            func()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            break
-        number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.1))
-    best = elapsed / number
-    for _ in range(repeat - 1):
-        start = time.perf_counter()
-        for _ in range(number):
-            func()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
+    return per_call_each({"func": func}, min_time=min_time, repeat=repeat)["func"]
 
 
 def per_call_each(funcs: dict[str, Callable[[], object]], *, min_time: float, repeat: int) -> dict[str, float]:
-    """`per_call` for several functions measured side by side: batches of each take turns, so that
-    drift in the machine's speed hits all of them alike."""
+    """Seconds per call of each function, measured side by side: calls batched to last `min_time`
+    each, best of `repeat` batches, the functions' batches taking turns so that drift in the
+    machine's speed hits all of them alike."""
     numbers: dict[str, int] = {}
     for name, func in funcs.items():
         number = 1
