@@ -228,8 +228,8 @@ class PersonalizeResponder:
             more_body = message.get("more_body", False)
             assert self.initial_message is not None
             # Only what the app lets caches share may be kept in the page cache, or sent again.
-            shareable = self.shareable
-            replay_key = self._replay_key(body) if shareable and not more_body else None
+            digest = hashlib.sha256(body).digest() if self.shareable and not more_body else None
+            replay_key = self._replay_key(digest) if digest is not None else None
             if replay_key is not None and await self._replay(replay_key):
                 return
             headers = MutableHeaders(raw=self.initial_message["headers"])
@@ -251,7 +251,7 @@ class PersonalizeResponder:
                     body = self._rewrite(body, more_body=True)
                     del headers["content-length"]
                 else:
-                    body = self._rewrite_whole(body, shareable=shareable and not self.trace)
+                    body = self._rewrite_whole(body, None if self.trace else digest)
                     headers["content-length"] = str(len(body))
             if self.trace and self.page is not None:
                 # For previews and the owner only: which variant each slot got, from which signals.
@@ -282,7 +282,7 @@ class PersonalizeResponder:
         else:
             await self.send(message)
 
-    def _replay_key(self, body: bytes) -> tuple[bytes, Switches] | None:
+    def _replay_key(self, body_digest: bytes) -> tuple[bytes, Switches] | None:
         """What this response is made from, when the same inputs always make the same response."""
         middleware = self.middleware
         if middleware.replay_salt is None or self.simulation is not None or self.plan.random:
@@ -304,7 +304,7 @@ class PersonalizeResponder:
         # Each field with its length first: no two different sets of inputs give the same bytes.
         digest = hashlib.sha256(middleware.replay_salt)
         digest.update(b"".join(b"%d:%b" % (len(field), field) for field in fields))
-        digest.update(body)
+        digest.update(body_digest)
         return digest.digest(), self.switches
 
     async def _replay(self, key: tuple[bytes, Switches]) -> bool:
@@ -340,14 +340,15 @@ class PersonalizeResponder:
         name = COOKIE_NAME.encode()
         return any(header == b"cookie" and name in value for header, value in self.values)
 
-    def _rewrite_whole(self, body: bytes, *, shareable: bool) -> bytes:
-        """A body sent in one message, from the page cache when this page was rewritten before."""
+    def _rewrite_whole(self, body: bytes, digest: bytes | None) -> bytes:
+        """A body sent in one message, from the page cache when this page was rewritten before; `digest`
+        is the body's, None when the app does not let caches share it."""
         page = self.page
         assert page is not None
-        if not shareable:
+        if digest is None:
             return self._rewrite(body, more_body=False)
         pages = self.middleware.personalizer.pages
-        key = page.cache_key(body)
+        key = page.cache_key(digest)
         cached = pages.get(key)
         if cached is not None:
             page.replay(cached[1])

@@ -67,12 +67,13 @@ class Page:
 
     banner_shown: bool = False
 
-    def cache_key(self, body: bytes) -> Hashable:
-        """Everything the rewritten page depends on: the app's body and every reduced signal, never raw values."""
+    def cache_key(self, body_digest: bytes) -> Hashable:
+        """Everything the rewritten page depends on: the app's body (by its digest) and every reduced
+        signal, never raw values."""
         ctx = self.ctx
         consent = ctx.consent
         return (
-            hashlib.sha256(body).digest(),
+            body_digest,
             self.charset,
             self.path,
             self.query_string,
