@@ -280,22 +280,19 @@ def test_a_response_made_across_a_policy_reload_is_not_kept(secret: None, tmp_pa
     policy = tmp_path / "personalize.toml"
     shutil.copytree(SHOP / "variants", tmp_path / "variants")
     shutil.copy(SHOP / "personalize.toml", policy)
-    holder: dict[str, PersonalizeMiddleware] = {}
+    reload_next = [False]
 
     async def reloading(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and holder.get("reload"):
-            # The policy changes while this response is being made.
-            middleware = holder["middleware"]
-            middleware._reload(policy)
+        if scope["type"] == "http" and reload_next[0]:
+            middleware._reload(policy)  # the policy changes while this response is being made
         await Starlette(routes=shop.routes)(scope, receive, send)
 
     middleware = PersonalizeMiddleware(reloading, policy)
-    holder["middleware"] = middleware
     client = TestClient(middleware)
-    holder["reload"] = middleware  # type: ignore[assignment]
+    reload_next[0] = True
     client.get("/products", headers={"cf-ipcountry": "AT"})
     assert len(middleware.responses) == 0
-    del holder["reload"]
+    reload_next[0] = False
     client.get("/products", headers={"cf-ipcountry": "AT"})
     assert len(middleware.responses) == 1
 
