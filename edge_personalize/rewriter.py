@@ -183,12 +183,13 @@ class SlotRewriter:
                     lt = buf.rfind(b"<", max(0, cut - len(_BODY_END) + 1))
                     if lt >= 0 and _BODY_END.startswith(buf[lt:].lower()):
                         cut = lt
-                rest = buf[self._pos : cut] if self._pos or cut < len(buf) else buf
+                assert self._pos == 0  # outside a slot, a scan always leaves buf at the tokenizer's position
+                rest = buf[:cut]
                 self._unscanned.append(rest)
                 self._unscanned_size += len(rest)
                 self._edge = (self._edge + rest[-_EDGE:])[-_EDGE:]
                 self._buf, self._pos, self._sent = buf[cut:], 0, 0
-                return buf[sent:cut] if sent or cut < len(buf) else buf
+                return buf[sent:cut]
         if self._unscanned:
             # Catch up from where tokenizing stopped.
             sent = self._unscanned_size
