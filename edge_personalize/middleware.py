@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import marshal
 import os
 import secrets
 import time
@@ -13,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
@@ -36,7 +36,7 @@ from edge_personalize.personalizer import Page, Personalizer
 from edge_personalize.preview import PREVIEW_PARAM, Previews, Simulation
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
-from edge_personalize.switches import Switches, open_store
+from edge_personalize.switches import Switch, Switches, open_store
 
 logger = logging.getLogger("edge_personalize")
 FIRST_BYTES = 8 * 1024  # of a streamed body, sent before the rest of its first chunk is rewritten
@@ -95,9 +95,10 @@ class PersonalizeMiddleware:
         # How often each variant was shown since start, and how many views were held out: no visitor data.
         self.counts: Counter[tuple[str, str]] = Counter()
         self.endpoints = Endpoints(self)
-        # Whole responses made before, by a salted digest of everything they were made from: the app's
-        # response, the path and query, and the request values a context reads (never those values
-        # themselves). Not with the site's own consent reader, which may read anything.
+        # Whole responses made before, by a salted digest of what they were made from (the path and
+        # query, the request values a context reads, never those values themselves, and the app's
+        # status and headers), each with the app's body it was made from, and the switches. Not with
+        # the site's own consent reader, which may read anything.
         self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024)
         self.replay_salt = secrets.token_bytes(32) if consent is None else None
         self._preview_marker = f"{PREVIEW_PARAM}=".encode()
@@ -106,27 +107,33 @@ class PersonalizeMiddleware:
         self._standard_marker = f"{self.standard_param}=".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
-            return
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
             return
         if self._policy is not None and self._policy.changed():
             self._reload(self._policy.path)
-        if scope["path"].startswith(self._endpoint_root):
+        path: str = scope["path"]
+        if path.startswith(self._endpoint_root):
             await self.endpoints(scope, receive, send)
             return
-        plan = self.routes.match(scope["path"])
-        if plan is None or scope["method"] not in ("GET", "HEAD") or self._standard_requested(scope):
+        plan = self.routes.match(path)
+        method = scope["method"]
+        query: bytes = scope.get("query_string", b"")
+        if plan is None or method not in ("GET", "HEAD") or (self._standard_marker in query and self._standard(query)):
             await self.app(scope, receive, send)
             return
         switches = self.switches.current()
-        if not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
+        if switches.off and not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
             await self.app(scope, receive, send)
             return
-        simulation = self._preview(scope) if self._preview_marker in scope.get("query_string", b"") else None
-        await PersonalizeResponder(self, plan, switches, simulation)(scope, receive, send)
+        simulation = self._preview(scope) if self._preview_marker in query else None
+        responder = PersonalizeResponder(self, plan, switches, simulation, scope, send)
+        if method == "HEAD":
+            # HEAD must carry the headers GET would; only the rendered body can tell them.
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, responder.send_personalized)
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def send_and_close(message: Message) -> None:
@@ -156,19 +163,21 @@ class PersonalizeMiddleware:
         token = next((value for key, value in query if key == PREVIEW_PARAM), "")
         return self.previews.read(token, scope["path"])
 
-    def _standard_requested(self, scope: Scope) -> bool:
+    def _standard(self, query: bytes) -> bool:
         # `?personalize=off` (or `=shared`, the link a visitor shares) is the page exactly as the app made it.
-        query: bytes = scope.get("query_string", b"")
-        if self._standard_marker not in query:
-            return False
         values = {v for k, v in parse_qsl(query.decode("latin-1")) if k == self.standard_param}
         return bool(values & {"off", "shared"})
+
+
+# A salted digest of the request values and the app's status and headers, and the switches that were off.
+ReplayKey = tuple[bytes, frozenset[Switch]]
 
 
 @dataclass(frozen=True, slots=True)
 class Replay:
     """A response as it was sent, to send again for the same inputs."""
 
+    source: bytes  # the app's body it was made from
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     shown: tuple[tuple[str, str], ...]  # counted again each time it is sent
@@ -179,16 +188,22 @@ class PersonalizeResponder:
     """Per-response state: holds the start message until the first body chunk decides the headers."""
 
     def __init__(
-        self, middleware: PersonalizeMiddleware, plan: RoutePlan, switches: Switches, simulation: Simulation | None
+        self,
+        middleware: PersonalizeMiddleware,
+        plan: RoutePlan,
+        switches: Switches,
+        simulation: Simulation | None,
+        scope: Scope,
+        send: Send,
     ) -> None:
         self.middleware = middleware
         self.plan = plan
         self.switches = switches
         self.simulation = simulation
+        self.scope = scope
+        self.send = send
+        self.head = scope["method"] == "HEAD"
         self.trace = False
-        self.send: Send = unattached_send
-        self.scope: Scope = {}
-        self.head = False
         self.initial_message: Message | None = None
         self.rewriter: SlotRewriter | None = None
         self.page: Page | None = None
@@ -197,26 +212,26 @@ class PersonalizeResponder:
         self.shareable = False  # the app lets caches share the response
         # The policy's own cache, as the request began: a reload meanwhile keeps nothing in the new one.
         self.responses = middleware.responses
+        self.replay_key: ReplayKey | None = None
+        self.replay: Replay | None = None  # kept for the same request values and the app's same headers
         self.values: list[tuple[bytes, bytes]] = []  # the request headers a context may read
         self.shown: tuple[tuple[str, str], ...] | None = None  # what a page from the page cache showed
         self.now: datetime | None = None  # when the visitor's choice was read
         self.failed = False  # something went wrong and this visitor got (some of) the standard page
         self.ctx: VisitorContext | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.send = send
-        self.scope = scope
-        # HEAD must carry the headers GET would; only the rendered body can tell them.
-        self.head = scope["method"] == "HEAD"
-        app_scope = {**scope, "method": "GET"} if self.head else scope
-        await self.middleware.app(app_scope, receive, self.send_personalized)
-
     async def send_personalized(self, message: Message) -> None:
         message_type = message["type"]
         if message_type == "http.response.start":
-            if self._inspect(message):
-                # A copy: the app may reuse its header list for other responses.
-                self.initial_message = {**message, "headers": list(message.get("headers", []))}
+            self.replay_key = key = self._replay_key(message)
+            self.replay = self.responses.get(key) if key is not None else None
+            if self.replay is not None:
+                # The app answered these request values with these exact headers before, and that
+                # response was kept: what `_inspect` said of them then holds now.
+                self.shareable = True
+                self.initial_message = message
+            elif self._inspect(message):
+                self.initial_message = message
             else:
                 self.passthrough = True
                 await self.send(message)
@@ -224,14 +239,19 @@ class PersonalizeResponder:
             await self._send_body(message.get("body", b""), more_body=message.get("more_body", False))
         elif message_type == "http.response.body" and not self.started:
             self.started = True
-            body = message.get("body", b"")
+            body = source = message.get("body", b"")
             more_body = message.get("more_body", False)
             assert self.initial_message is not None
             # Only what the app lets caches share may be kept in the page cache, or sent again.
-            digest = hashlib.sha256(body).digest() if self.shareable and not more_body else None
-            replay_key = self._replay_key(digest) if digest is not None else None
-            if replay_key is not None and await self._replay(replay_key):
+            shareable = self.shareable and not more_body
+            replay = self.replay
+            if replay is not None and shareable and self._still_true(replay, body):
+                await self.send({**self.initial_message, "headers": list(replay.headers)})
+                await self.send({"type": "http.response.body", "body": b"" if self.head else replay.body})
                 return
+            # A copy: the app may reuse its header list for other responses.
+            start = self.initial_message
+            self.initial_message = {**start, "headers": list(start.get("headers", ()))}
             headers = MutableHeaders(raw=self.initial_message["headers"])
             started = time.perf_counter()
             try:
@@ -251,15 +271,15 @@ class PersonalizeResponder:
                     body = self._rewrite(body, more_body=True)
                     del headers["content-length"]
                 else:
-                    body = self._rewrite_whole(body, None if self.trace else digest)
+                    body = self._rewrite_whole(body, shareable and not self.trace)
                     headers["content-length"] = str(len(body))
             if self.trace and self.page is not None:
                 # For previews and the owner only: which variant each slot got, from which signals.
                 headers["x-personalize-trace"] = self.page.trace()
                 elapsed = (time.perf_counter() - started) * 1000
                 headers.append("server-timing", f'personalize;dur={elapsed:.2f};desc="edge-personalize"')
-            if replay_key is not None:
-                self._keep(replay_key, body)
+            if shareable and self.replay_key is not None:
+                self._keep(self.replay_key, source, body)
             await self.send(self.initial_message)
             await self._send_body(body, more_body=more_body)
             if rest:
@@ -282,47 +302,45 @@ class PersonalizeResponder:
         else:
             await self.send(message)
 
-    def _replay_key(self, body_digest: bytes) -> tuple[bytes, Switches] | None:
-        """What this response is made from, when the same inputs always make the same response."""
+    def _replay_key(self, start: Message) -> ReplayKey | None:
+        """What this response is made from besides the app's body (the request values, the app's
+        status and headers), when the same inputs always make the same response."""
         middleware = self.middleware
         if middleware.replay_salt is None or self.simulation is not None or self.plan.random:
             return None
         scope = self.scope
         self.values = values = middleware.readers.request_values(scope)
-        if any(name == b"x-personalize-trace" for name, _ in values):
+        if b"x-personalize-trace" in dict(values):
             return None  # the owner's trace: checked, and answered, afresh
-        assert self.initial_message is not None
         client = scope.get("client") if middleware.readers.geoip is not None else None
-        fields = [
+        inputs = (
             scope["path"].encode("utf-8", "surrogatepass"),
             scope.get("query_string", b""),
             client[0].encode("utf-8", "surrogatepass") if client else b"",
-            b"%d" % len(values),
-            *(part for header in values for part in header),
-            *(bytes(part) for header in self.initial_message["headers"] for part in header),
-        ]
-        # Each field with its length first: no two different sets of inputs give the same bytes.
-        digest = hashlib.sha256(middleware.replay_salt)
-        digest.update(b"".join(b"%d:%b" % (len(field), field) for field in fields))
-        digest.update(body_digest)
-        return digest.digest(), self.switches
+            values,
+            start["status"],
+            start.get("headers", ()),
+        )
+        try:
+            # marshal's bytes can be read back (version 2 has no back-references), so no two
+            # different sets of inputs give the same bytes.
+            serialized = marshal.dumps(inputs, 2)
+        except ValueError:  # headers that are not bytes: made afresh every time
+            return None
+        return hashlib.sha256(middleware.replay_salt + serialized).digest(), self.switches.off
 
-    async def _replay(self, key: tuple[bytes, Switches]) -> bool:
-        """Send the response made before from the same inputs, if it is still true."""
-        middleware = self.middleware
-        replay = self.responses.get(key)
-        if replay is None:
+    def _still_true(self, replay: Replay, body: bytes) -> bool:
+        """Whether the response kept for these inputs was made from this body and still holds; counted if so."""
+        if replay.source != body or (replay.until is not None and self.middleware.consent.clock() >= replay.until):
+            assert self.replay_key is not None
+            self.responses.discard(self.replay_key)  # the app's page changed, or what was sent no longer holds
             return False
-        if replay.until is not None and middleware.consent.clock() >= replay.until:
-            self.responses.discard(key)
-            return False
-        middleware.counts.update(replay.shown)
-        assert self.initial_message is not None
-        await self.send({**self.initial_message, "headers": list(replay.headers)})
-        await self._send_body(replay.body, more_body=False)
+        counts = self.middleware.counts
+        for shown in replay.shown:
+            counts[shown] += 1
         return True
 
-    def _keep(self, key: tuple[bytes, Switches], body: bytes) -> None:
+    def _keep(self, key: ReplayKey, source: bytes, body: bytes) -> None:
         page = self.page
         if self.failed or self.trace or (page is not None and page.fallbacks):
             return  # a response that fell back is made afresh next time
@@ -333,22 +351,22 @@ class PersonalizeResponder:
         headers = tuple((bytes(name), bytes(value)) for name, value in self.initial_message["headers"])
         until = settled_until(ctx.consent, self.now) if ctx is not None and self.now is not None else None
         shown = self.shown if self.shown is not None else page.shown() if page is not None else ()
-        replay = Replay(headers, body, shown, until)
-        self.responses.put(key, replay, len(body) + sum(len(n) + len(v) for n, v in headers))
+        replay = Replay(source, headers, body, shown, until)
+        self.responses.put(key, replay, len(source) + len(body) + sum(len(n) + len(v) for n, v in headers))
 
     def _carries_a_choice(self) -> bool:
         name = COOKIE_NAME.encode()
         return any(header == b"cookie" and name in value for header, value in self.values)
 
-    def _rewrite_whole(self, body: bytes, digest: bytes | None) -> bytes:
-        """A body sent in one message, from the page cache when this page was rewritten before; `digest`
-        is the body's, None when the app does not let caches share it."""
+    def _rewrite_whole(self, body: bytes, cacheable: bool) -> bytes:
+        """A body sent in one message, from the page cache when this page was rewritten before (if it
+        may be kept there)."""
         page = self.page
         assert page is not None
-        if digest is None:
+        if not cacheable:
             return self._rewrite(body, more_body=False)
         pages = self.middleware.personalizer.pages
-        key = page.cache_key(digest)
+        key = page.cache_key(hashlib.sha256(body).digest())
         cached = pages.get(key)
         if cached is not None:
             page.replay(cached[1])
@@ -485,7 +503,3 @@ def make_private(headers: MutableHeaders) -> None:
         if item.strip() and item.strip().lower().split("=")[0] not in ("public", "s-maxage", "private")
     ]
     headers["cache-control"] = ", ".join(["private", *kept])
-
-
-async def unattached_send(message: Message) -> NoReturn:
-    raise RuntimeError("send awaitable not set")  # pragma: no cover

@@ -185,6 +185,34 @@ def test_a_new_body_from_the_app_is_rewritten_afresh(tmp_path: Path) -> None:
     assert "intro 1" in client.get("/", headers=GERMAN).text
 
 
+def test_a_new_body_from_the_app_takes_the_place_of_the_kept_one(tmp_path: Path) -> None:
+    versions = iter([0, 1, 0, 1])
+
+    def body() -> str:
+        return PAGE.replace("intro", f"intro {next(versions)}")
+
+    middleware = _middleware(tmp_path, body)
+    client = TestClient(middleware)
+    for version in (0, 1, 0, 1):
+        text = client.get("/", headers=GERMAN).text
+        assert f"intro {version}" in text and "Willkommen" in text
+    assert len(middleware.responses) == 1  # one response kept for one set of request values
+
+
+def test_another_status_with_the_same_headers_and_body_is_not_answered_from_before(tmp_path: Path) -> None:
+    statuses = iter([200, 404])
+
+    async def endpoint(request: Request) -> Response:
+        return HTMLResponse(PAGE, status_code=next(statuses))
+
+    config = make_config(owner=OwnerSettings(switches=str(tmp_path / "switches.toml")))
+    client = TestClient(PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config))
+    assert "Willkommen" in client.get("/", headers=GERMAN).text
+    missing = client.get("/", headers=GERMAN)
+    assert missing.status_code == 404
+    assert missing.text == PAGE  # as the app sent it: only 200 pages are personalized
+
+
 def test_random_holdouts_are_drawn_for_every_view(tmp_path: Path) -> None:
     held = Slot(variants=make_config().slots["hero"].variants, holdout=0.5)
     middleware = _middleware(tmp_path, slots={"hero": held})
