@@ -22,6 +22,7 @@ from typing import Any
 import context
 import network
 import per_request
+import protocol
 import rewriter
 import streaming
 from common import Row, Section, table
@@ -31,6 +32,7 @@ SECTIONS: dict[str, Callable[[bool], Section]] = {
     "rewriter": rewriter.measure,
     "per_request": per_request.measure,
     "network": network.measure,
+    "protocol": protocol.measure,
     "streaming": streaming.measure,
     "context": context.measure,
 }

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = {"rewriter", "per_request", "network", "streaming", "context"}
+SECTIONS = {"rewriter", "per_request", "network", "protocol", "streaming", "context"}
 
 
 def test_smoke_mode_writes_every_section(tmp_path: Path) -> None:

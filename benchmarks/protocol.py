@@ -1,0 +1,127 @@
+"""The demo shop through uvicorn's HTTP/1.1 protocol in process: `python benchmarks/protocol.py [--smoke]`.
+
+The three apps of `network.py` and a fourth, `floor_shop.py` (the least a middleware that sends
+kept responses again can do), each behind uvicorn's h11 protocol object fed the bytes of a
+request and writing its response to a transport in memory: everything the server does per
+request except the sockets, without wrk sharing the machine. The apps take turns in short
+rounds and the median of each is reported, which makes this far steadier than the network
+section; the target is judged over the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import statistics
+import time
+from typing import Any
+
+from common import Row, Section, ratio, table
+from network import APPS as NETWORK_APPS
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+APPS = {
+    "bare app": NETWORK_APPS["bare app"],
+    "same page, no middleware": NETWORK_APPS["same page, no middleware"],
+    "least replaying middleware": "benchmarks.floor_shop:app",
+    "with middleware": NETWORK_APPS["with middleware"],
+}
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nAccept-Language: de\r\n\r\n"
+
+
+class MemoryTransport(asyncio.Transport):
+    """Where the protocol writes its responses; nothing is ever paused or closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Connection:
+    """One keep-alive connection to one app."""
+
+    def __init__(self, app: str) -> None:
+        module, _, name = app.partition(":")
+        config = Config(getattr(importlib.import_module(module), name), log_level="warning", access_log=False)
+        config.load()
+        self.protocol = H11Protocol(config, ServerState(), {}, asyncio.get_running_loop())
+        self.transport = MemoryTransport()
+        self.protocol.connection_made(self.transport)
+
+    async def request(self) -> bytes:
+        self.protocol.data_received(REQUEST)
+        while (cycle := self.protocol.cycle) is None or not cycle.response_complete:
+            await asyncio.sleep(0)  # the protocol runs the app in a task of its own
+        response = b"".join(self.transport.written)
+        self.transport.written.clear()
+        return response
+
+
+async def _measure(smoke: bool) -> Section:
+    section = Section("3b. Demo shop through uvicorn's protocol in process (no sockets)", "µs per request")
+    rounds, per_round = (3, 50) if smoke else (60, 500)
+    connections = {name: Connection(app) for name, app in APPS.items()}
+    responses = {name: await connection.request() for name, connection in connections.items()}
+    bodies = {name: response.partition(b"\r\n\r\n")[2] for name, response in responses.items()}
+    if b"Willkommen" not in bodies["with middleware"] or any(
+        bodies[name] != bodies["with middleware"] for name in ("same page, no middleware", "least replaying middleware")
+    ):
+        section.skipped = "the servers did not send the expected pages"
+        return section
+    times: dict[str, list[float]] = {name: [] for name in connections}
+    for _ in range(rounds):  # short turns, so that drift in the machine's speed hits every app alike
+        for name, connection in connections.items():
+            began = time.perf_counter()
+            for _ in range(per_round):
+                await connection.request()
+            times[name].append((time.perf_counter() - began) / per_round * 1e6)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    bare = median["bare app"]
+    section.rows.append(Row("per request (median)", dict(median)))
+    section.rows.append(Row("requests/s ÷ bare app's", {name: ratio(bare, value) for name, value in median.items()}))
+    section.notes.append(
+        "GET / with Accept-Language: de on one keep-alive connection;"
+        f" {rounds} alternating rounds of {per_round} requests. The least replaying middleware"
+        " (`floor_shop.py`) wraps `send`, digests the request's headers and the app's, and sends the"
+        " personalized page's bytes: no route table, switches, consent, policy or bounded cache."
+    )
+    return section
+
+
+def measure(smoke: bool = False) -> Section:
+    for app in APPS.values():
+        importlib.import_module(app.partition(":")[0])  # before the loop: one of them runs the shop at import
+    return asyncio.run(_measure(smoke))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a few short rounds")
+    os.environ.setdefault("EDGE_PERSONALIZE_SECRET", "benchmark-secret-0123456789abcdef")
+    print(table(measure(parser.parse_args().smoke)))
+
+
+if __name__ == "__main__":
+    main()
