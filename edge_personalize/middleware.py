@@ -99,7 +99,8 @@ class PersonalizeMiddleware:
         # query, the request values a context reads, never those values themselves, and the app's
         # status and headers), each with the app's body it was made from, and the switches. Not with
         # the site's own consent reader, which may read anything.
-        self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024)
+        # Each holds a page and the app's body it was made from: twice the page cache's bound per item.
+        self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024, max_item_bytes=512 * 1024)
         self.replay_salt = secrets.token_bytes(32) if consent is None else None
         self._preview_marker = f"{PREVIEW_PARAM}=".encode()
         self._endpoint_root = self.config.site.endpoint_prefix + "/"
@@ -223,6 +224,8 @@ class PersonalizeResponder:
     async def send_personalized(self, message: Message) -> None:
         message_type = message["type"]
         if message_type == "http.response.start":
+            # A copy, as the server would write the head now: the app may reuse (or change) its header list.
+            message = {**message, "headers": list(message.get("headers", ()))}
             self.replay_key = key = self._replay_key(message)
             self.replay = self.responses.get(key) if key is not None else None
             if self.replay is not None:
@@ -249,9 +252,6 @@ class PersonalizeResponder:
                 await self.send({**self.initial_message, "headers": list(replay.headers)})
                 await self.send({"type": "http.response.body", "body": b"" if self.head else replay.body})
                 return
-            # A copy: the app may reuse its header list for other responses.
-            start = self.initial_message
-            self.initial_message = {**start, "headers": list(start.get("headers", ()))}
             headers = MutableHeaders(raw=self.initial_message["headers"])
             started = time.perf_counter()
             try:
@@ -313,13 +313,14 @@ class PersonalizeResponder:
         if b"x-personalize-trace" in dict(values):
             return None  # the owner's trace: checked, and answered, afresh
         client = scope.get("client") if middleware.readers.geoip is not None else None
+        status = start["status"]
         inputs = (
             scope["path"].encode("utf-8", "surrogatepass"),
             scope.get("query_string", b""),
             client[0].encode("utf-8", "surrogatepass") if client else b"",
             values,
-            start["status"],
-            start.get("headers", ()),
+            int(status) if isinstance(status, int) else status,  # an HTTPStatus too, which marshal refuses
+            start["headers"],
         )
         try:
             # marshal's bytes can be read back (version 2 has no back-references), so no two
@@ -352,7 +353,8 @@ class PersonalizeResponder:
         until = settled_until(ctx.consent, self.now) if ctx is not None and self.now is not None else None
         shown = self.shown if self.shown is not None else page.shown() if page is not None else ()
         replay = Replay(source, headers, body, shown, until)
-        self.responses.put(key, replay, len(source) + len(body) + sum(len(n) + len(v) for n, v in headers))
+        held = len(body) + (len(source) if source is not body else 0) + sum(len(n) + len(v) for n, v in headers)
+        self.responses.put(key, replay, held)
 
     def _carries_a_choice(self) -> bool:
         name = COOKIE_NAME.encode()

@@ -11,6 +11,7 @@ import asyncio
 import pickle
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,25 @@ def _middleware(tmp_path: Path, body: Callable[[], str] = lambda: PAGE, **kwargs
 GERMAN = {"accept-language": "de"}
 
 
+def _asgi(
+    app: PersonalizeMiddleware, *headers: tuple[bytes, bytes], method: str = "GET", client: str = "127.0.0.1"
+) -> list[Message]:
+    """The messages `app` sends for one request, driven directly (no test client in between)."""
+    scope = {"type": "http", "method": method, "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+             "headers": list(headers), "client": (client, 40000), "server": ("shop.example", 443),
+             "scheme": "https", "http_version": "1.1"}  # fmt: skip
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
 def test_a_switch_turned_off_applies_to_the_next_request(tmp_path: Path) -> None:
     middleware = _middleware(tmp_path)
     client = TestClient(middleware)
@@ -196,7 +216,88 @@ def test_a_new_body_from_the_app_takes_the_place_of_the_kept_one(tmp_path: Path)
     for version in (0, 1, 0, 1):
         text = client.get("/", headers=GERMAN).text
         assert f"intro {version}" in text and "Willkommen" in text
-    assert len(middleware.responses) == 1  # one response kept for one set of request values
+    [(kept, _)] = middleware.responses._items.values()  # one response kept for one set of request values
+    assert b"intro 1" in kept.source and b"intro 1" in kept.body
+
+
+@pytest.mark.parametrize(
+    "second, rewritten",
+    [
+        ({"set-cookie": "sid=2"}, True),
+        ({"cache-control": "private"}, True),
+        ({"cache-control": "no-store"}, True),
+        ({"cache-control": "no-transform"}, False),
+        ({"content-encoding": "br"}, False),
+    ],
+)
+def test_the_same_body_with_other_headers_from_the_app_is_not_answered_from_before(
+    tmp_path: Path, second: dict[str, str], rewritten: bool
+) -> None:
+    headers = iter([{}, second])
+
+    async def endpoint(request: Request) -> Response:
+        return HTMLResponse(PAGE, headers=next(headers))
+
+    config = make_config(owner=OwnerSettings(switches=str(tmp_path / "switches.toml")))
+    middleware = PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config)
+    client = TestClient(middleware)
+    assert "Willkommen" in client.get("/", headers=GERMAN).text
+    response = client.get("/", headers=GERMAN)
+    for name, value in second.items():
+        assert value in response.headers.get(name, "")
+    assert ("Willkommen" in response.text) == rewritten
+    assert len(middleware.responses) == 1  # the first; the second may never be kept
+
+
+@pytest.mark.parametrize("first, then", [("GET", "HEAD"), ("HEAD", "GET")])
+def test_a_response_kept_for_one_method_is_right_for_the_other(tmp_path: Path, first: str, then: str) -> None:
+    middleware = _middleware(tmp_path)
+    german = (b"accept-language", b"de")
+    made = _asgi(middleware, german, method=first)
+    assert len(middleware.responses) == 1
+    again = _asgi(middleware, german, method=then)
+    assert again[0]["headers"] == made[0]["headers"]
+    made_body, again_body = (b"".join(m.get("body", b"") for m in sent[1:]) for sent in (made, again))
+    full = made_body if first == "GET" else again_body
+    assert b"Willkommen" in full
+    assert int(dict(again[0]["headers"])[b"content-length"]) == len(full)
+    assert (made_body if first == "HEAD" else again_body) == b""
+
+
+def test_headers_the_app_changes_after_its_start_message_are_never_sent(tmp_path: Path) -> None:
+    sessions = iter(range(1, 100))
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = PAGE.encode()
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        headers.append((b"set-cookie", b"sid=%d" % next(sessions)))  # too late: a server has sent the head
+        await send({"type": "http.response.body", "body": body})
+
+    middleware = PersonalizeMiddleware(app, make_config(owner=OwnerSettings(switches=str(tmp_path / "s.toml"))))
+    for _ in range(2):
+        sent = _asgi(middleware, (b"accept-language", b"de"))
+        assert b"Willkommen" in sent[1]["body"]
+        assert not any(name == b"set-cookie" for name, _ in sent[0]["headers"])
+
+
+def test_a_status_given_as_an_http_status_is_kept_too(tmp_path: Path) -> None:
+    async def endpoint(request: Request) -> Response:
+        return HTMLResponse(PAGE, status_code=HTTPStatus.OK)
+
+    config = make_config(owner=OwnerSettings(switches=str(tmp_path / "switches.toml")))
+    middleware = PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config)
+    assert "Willkommen" in TestClient(middleware).get("/", headers=GERMAN).text
+    assert len(middleware.responses) == 1
+
+
+def test_a_page_as_large_as_the_page_cache_takes_is_kept_with_the_body_it_came_from(tmp_path: Path) -> None:
+    large = PAGE.replace("</body>", "<p>" + "x" * 200_000 + "</p></body>")
+    middleware = _middleware(tmp_path, lambda: large)
+    client = TestClient(middleware)
+    for headers in (GERMAN, {"accept-language": "en"}):  # rewritten, and not rewritten at all
+        client.get("/", headers=headers)
+    assert len(middleware.responses) == 2
 
 
 def test_another_status_with_the_same_headers_and_body_is_not_answered_from_before(tmp_path: Path) -> None:
@@ -262,19 +363,7 @@ def test_the_client_address_is_an_input_when_the_location_comes_from_geoip(tmp_p
     middleware = _middleware(tmp_path, slots={"hero": british}, location=location)
 
     def page(client: str, *headers: tuple[bytes, bytes]) -> bytes:
-        scope = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
-                 "headers": list(headers), "client": (client, 40000), "server": ("shop.example", 443),
-                 "scheme": "https", "http_version": "1.1"}  # fmt: skip
-        sent: list[Message] = []
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b""}
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        asyncio.run(middleware(scope, receive, send))
-        return b"".join(m.get("body", b"") for m in sent[1:])
+        return b"".join(m.get("body", b"") for m in _asgi(middleware, *headers, client=client)[1:])
 
     assert b"Cheers" in page("81.2.69.142")
     assert b"Cheers" not in page("127.0.0.1")
