@@ -1,11 +1,11 @@
 """The demo shop through uvicorn's HTTP/1.1 protocol in process: `python benchmarks/protocol.py [--smoke]`.
 
-The three apps of `network.py` and a fourth, `floor_shop.py` (the least a middleware that sends
-kept responses again can do), each behind uvicorn's h11 protocol object fed the bytes of a
-request and writing its response to a transport in memory: everything the server does per
-request except the sockets, without wrk sharing the machine. The apps take turns in short
-rounds and the median of each is reported, which makes this far steadier than the network
-section; the target is judged over the network.
+The four apps of `network.py` (the bare shop, the same page without the middleware, the least
+a middleware that sends kept responses again can do, and the shop with the middleware), each
+behind uvicorn's h11 protocol object fed the bytes of a request and writing its response to a
+transport in memory: everything the server does per request except the sockets, without wrk
+sharing the machine. The apps take turns in short rounds and the median of each is reported,
+which makes this far steadier than the network section; the target is judged over the network.
 """
 
 from __future__ import annotations
@@ -19,17 +19,11 @@ import time
 from typing import Any
 
 from common import Row, Section, ratio, table
-from network import APPS as NETWORK_APPS
+from network import APPS
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-APPS = {
-    "bare app": NETWORK_APPS["bare app"],
-    "same page, no middleware": NETWORK_APPS["same page, no middleware"],
-    "least replaying middleware": "benchmarks.floor_shop:app",
-    "with middleware": NETWORK_APPS["with middleware"],
-}
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nAccept-Language: de\r\n\r\n"
 
 
