@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,3 +118,12 @@ def table(section: Section) -> str:
     lines += [f"{note}" for note in section.notes]
     lines.append("")
     return "\n".join(lines)
+
+
+def run_alone(doc: str | None, measure: Callable[[bool], Section], smoke: str) -> None:
+    """`python benchmarks/NAME.py [--smoke]`: one section, printed as its table."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--smoke", action="store_true", help=smoke)
+    # The demo shop refuses to start without a secret; any value does for measuring.
+    os.environ.setdefault("EDGE_PERSONALIZE_SECRET", "benchmark-secret-0123456789abcdef")
+    print(table(measure(parser.parse_args().smoke)))

@@ -7,11 +7,10 @@ rules read all of them would, for a few real header sets, with the User-Agent pa
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
 
-from common import Row, Section, table
+from common import Row, Section, run_alone
 
 from edge_personalize import Config, LocationSettings, Route, SiteSettings, Slot, Variant
 from edge_personalize.context import SignalReaders, VisitorContext
@@ -107,9 +106,7 @@ def measure(smoke: bool = False) -> Section:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="few iterations")
-    print(table(measure(parser.parse_args().smoke)))
+    run_alone(__doc__, measure, "few iterations")
 
 
 if __name__ == "__main__":

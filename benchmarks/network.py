@@ -9,7 +9,6 @@ sends kept responses again can do (`benchmarks.floor_shop:app`), each loaded in 
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import os
 import re
@@ -25,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from common import Row, Section, ratio, table
+from common import Row, Section, ratio, run_alone
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {
@@ -186,10 +185,7 @@ def measure(smoke: bool = False) -> Section:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="one short round")
-    os.environ.setdefault("EDGE_PERSONALIZE_SECRET", "benchmark-secret-0123456789abcdef")
-    print(table(measure(parser.parse_args().smoke)))
+    run_alone(__doc__, measure, "one short round")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,10 @@ badges, next to what Starlette's GZipMiddleware adds to the same page.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
-from common import Row, Section, fmt, ratio, table
+from common import Row, Section, fmt, ratio, run_alone
 from pages import GERMAN_VISITOR, StaticPage, german_config, page, scope
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Scope
@@ -149,9 +148,7 @@ def measure(smoke: bool = False) -> Section:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="few iterations")
-    print(table(measure(parser.parse_args().smoke)))
+    run_alone(__doc__, measure, "few iterations")
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ which makes this far steadier than the network section; the target is judged ove
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
-import os
 import statistics
 import time
 from typing import Any
 
-from common import Row, Section, ratio, table
+from common import Row, Section, ratio, run_alone
 from network import APPS
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -111,10 +109,7 @@ def measure(smoke: bool = False) -> Section:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="a few short rounds")
-    os.environ.setdefault("EDGE_PERSONALIZE_SECRET", "benchmark-secret-0123456789abcdef")
-    print(table(measure(parser.parse_args().smoke)))
+    run_alone(__doc__, measure, "a few short rounds")
 
 
 if __name__ == "__main__":

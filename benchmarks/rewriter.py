@@ -8,11 +8,10 @@ serializing the page.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from typing import Any
 
-from common import Row, Section, fmt, per_call, per_call_each, ratio, table
+from common import Row, Section, fmt, per_call, per_call_each, ratio, run_alone
 from pages import CHUNK, page, replace
 
 from edge_personalize.rewriter import SlotRewriter
@@ -135,9 +134,7 @@ def measure(smoke: bool = False) -> Section:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, few iterations")
-    print(table(measure(parser.parse_args().smoke)))
+    run_alone(__doc__, measure, "tiny sizes, few iterations")
 
 
 if __name__ == "__main__":

@@ -97,9 +97,8 @@ class PersonalizeMiddleware:
         self.endpoints = Endpoints(self)
         # Whole responses made before, by a salted digest of what they were made from (the path and
         # query, the request values a context reads, never those values themselves, and the app's
-        # status and headers), each with the app's body it was made from, and the switches. Not with
-        # the site's own consent reader, which may read anything.
-        # Each holds a page and the app's body it was made from: twice the page cache's bound per item.
+        # status and headers) and the switches, each with the app's body it was made from: twice the
+        # page cache's bound per item. Not with the site's own consent reader, which may read anything.
         self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024, max_item_bytes=512 * 1024)
         self.replay_salt = secrets.token_bytes(32) if consent is None else None
         self._preview_marker = f"{PREVIEW_PARAM}=".encode()
