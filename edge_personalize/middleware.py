@@ -125,7 +125,7 @@ class PersonalizeMiddleware:
             await self.app(scope, receive, send)
             return
         switches = self.switches.current()
-        if switches.off and not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
+        if not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
             await self.app(scope, receive, send)
             return
         simulation = self._preview(scope) if self._preview_marker in query else None
@@ -335,9 +335,7 @@ class PersonalizeResponder:
             assert self.replay_key is not None
             self.responses.discard(self.replay_key)  # the app's page changed, or what was sent no longer holds
             return False
-        counts = self.middleware.counts
-        for shown in replay.shown:
-            counts[shown] += 1
+        self.middleware.counts.update(replay.shown)
         return True
 
     def _keep(self, key: ReplayKey, source: bytes, body: bytes) -> None:
