@@ -65,6 +65,10 @@ class Switches:
         """True unless this level is switched off. Levels are independent: the caller checks each."""
         return not self.off or (level, _normalized(level, name)) not in self.off
 
+    def personalizes(self, route: str) -> bool:
+        """True unless the whole site or this route is switched off."""
+        return not self.off or (("site", SITE) not in self.off and ("route", route) not in self.off)
+
     def with_switch(self, level: Level, name: str, on: bool) -> Switches:
         """A copy with one switch set."""
         if level not in LEVELS:

@@ -45,7 +45,7 @@ def explain_page(middleware: PersonalizeMiddleware, ctx: VisitorContext, path: s
     language = ctx.page_language
     gettext = translations(language).gettext
     plan = middleware.routes.match(path)
-    if plan is not None and not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
+    if plan is not None and not switches.personalizes(plan.route.path):
         plan = None
     standard_url = f"{path}?{urlencode({config.site.standard_param: 'off'})}"
     page: dict[str, Any] = {

@@ -106,6 +106,15 @@ def test_site_has_a_single_switch_whatever_the_name() -> None:
     assert not switches.allows("site", "")
 
 
+def test_a_route_is_personalized_unless_it_or_the_site_is_off() -> None:
+    assert ALL_ON.personalizes("/products")
+    route_off = ALL_ON.with_switch("route", "/products", False)
+    assert not route_off.personalizes("/products")
+    assert route_off.personalizes("/")
+    assert not ALL_ON.with_switch("site", "*", False).personalizes("/")
+    assert ALL_ON.with_switch("slot", "/products", False).personalizes("/products")
+
+
 def test_with_switch_refuses_an_unknown_level() -> None:
     with pytest.raises(ValueError, match="unknown switch level 'page'"):
         ALL_ON.with_switch("page", "x", False)  # type: ignore[arg-type]
