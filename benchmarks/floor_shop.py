@@ -1,7 +1,7 @@
 """The demo shop behind the least a middleware that sends kept responses again can do.
 
-For `benchmarks/protocol.py`: a middleware that wraps `send`, keys each response by a salted
-SHA-256 of the request's path, query and headers and the app's status and headers, and answers
+For `benchmarks/protocol.py`: a middleware that wraps `send`, keys each response by a keyed
+BLAKE2b digest of the request's path, query and headers and the app's status and headers, and answers
 "/" with the personalized page's bytes (`same_bytes_shop.py`) whenever the app's body is the one
 it saw before. No routes, switches, consent, policy or bounds: what is left is the price of being
 such a middleware at all, which the real one cannot go below.
@@ -23,7 +23,7 @@ from examples.shop.app import app as shop
 class LeastReplay:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.salt = secrets.token_bytes(32)
+        self.secret = secrets.token_bytes(32)
         self.kept: dict[bytes, bytes] = {}  # the app's body by key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -38,7 +38,7 @@ class LeastReplay:
                 start = message
                 return
             inputs = (scope["path"], scope["query_string"], scope["headers"], start["status"], start["headers"])
-            key = hashlib.sha256(self.salt + marshal.dumps(inputs, 2)).digest()
+            key = hashlib.blake2b(marshal.dumps(inputs, 2), key=self.secret, digest_size=32).digest()
             body = message.get("body", b"")
             if self.kept.setdefault(key, body) != body:
                 raise RuntimeError("the shop's home page changed")

@@ -10,7 +10,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,7 +100,7 @@ class PersonalizeMiddleware:
         # status and headers) and the switches, each with the app's body it was made from: twice the
         # page cache's bound per item. Not with the site's own consent reader, which may read anything.
         self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024, max_item_bytes=512 * 1024)
-        self.replay_salt = secrets.token_bytes(32) if consent is None else None
+        self.replay_secret = secrets.token_bytes(32) if consent is None else None
         self._preview_marker = f"{PREVIEW_PARAM}=".encode()
         self._endpoint_root = self.config.site.endpoint_prefix + "/"
         self.standard_param = self.config.site.standard_param
@@ -119,18 +119,21 @@ class PersonalizeMiddleware:
             await self.endpoints(scope, receive, send)
             return
         plan = self.routes.match(path)
-        method = scope["method"]
         query: bytes = scope.get("query_string", b"")
-        if plan is None or method not in ("GET", "HEAD") or (self._standard_marker in query and self._standard(query)):
+        if (
+            plan is None
+            or scope["method"] not in ("GET", "HEAD")
+            or (self._standard_marker in query and self._standard(query))
+        ):
             await self.app(scope, receive, send)
             return
         switches = self.switches.current()
-        if not (switches.allows("site", "*") and switches.allows("route", plan.route.path)):
+        if not switches.personalizes(plan.route.path):
             await self.app(scope, receive, send)
             return
         simulation = self._preview(scope) if self._preview_marker in query else None
         responder = PersonalizeResponder(self, plan, switches, simulation, scope, send)
-        if method == "HEAD":
+        if responder.head:
             # HEAD must carry the headers GET would; only the rendered body can tell them.
             scope = {**scope, "method": "GET"}
         await self.app(scope, receive, responder.send_personalized)
@@ -187,6 +190,22 @@ class Replay:
 class PersonalizeResponder:
     """Per-response state: holds the start message until the first body chunk decides the headers."""
 
+    # What a response may set as it goes, unset for most of them (a kept response sent again sets little).
+    trace = False
+    initial_message: Message | None = None
+    rewriter: SlotRewriter | None = None
+    page: Page | None = None
+    passthrough = False
+    started = False
+    shareable = False  # the app lets caches share the response
+    replay_key: ReplayKey | None = None
+    replay: Replay | None = None  # kept for the same request values and the app's same headers
+    values: Sequence[tuple[bytes, bytes]] = ()  # the request headers a context may read
+    shown: tuple[tuple[str, str], ...] | None = None  # what a page from the page cache showed
+    now: datetime | None = None  # when the visitor's choice was read
+    failed = False  # something went wrong and this visitor got (some of) the standard page
+    ctx: VisitorContext | None = None
+
     def __init__(
         self,
         middleware: PersonalizeMiddleware,
@@ -203,24 +222,20 @@ class PersonalizeResponder:
         self.scope = scope
         self.send = send
         self.head = scope["method"] == "HEAD"
-        self.trace = False
-        self.initial_message: Message | None = None
-        self.rewriter: SlotRewriter | None = None
-        self.page: Page | None = None
-        self.passthrough = False
-        self.started = False
-        self.shareable = False  # the app lets caches share the response
         # The policy's own cache, as the request began: a reload meanwhile keeps nothing in the new one.
         self.responses = middleware.responses
-        self.replay_key: ReplayKey | None = None
-        self.replay: Replay | None = None  # kept for the same request values and the app's same headers
-        self.values: list[tuple[bytes, bytes]] = []  # the request headers a context may read
-        self.shown: tuple[tuple[str, str], ...] | None = None  # what a page from the page cache showed
-        self.now: datetime | None = None  # when the visitor's choice was read
-        self.failed = False  # something went wrong and this visitor got (some of) the standard page
-        self.ctx: VisitorContext | None = None
 
     async def send_personalized(self, message: Message) -> None:
+        replay = self.replay
+        if replay is not None:
+            # The start message matched a kept response: the app's first body message decides.
+            self.replay = None
+            if self._replays(replay, message):
+                assert self.initial_message is not None
+                self.started = True
+                await self.send({**self.initial_message, "headers": list(replay.headers)})
+                await self.send({"type": "http.response.body", "body": b"" if self.head else replay.body})
+                return
         message_type = message["type"]
         if message_type == "http.response.start":
             # A copy, as the server would write the head now: the app may reuse (or change) its header list.
@@ -246,11 +261,6 @@ class PersonalizeResponder:
             assert self.initial_message is not None
             # Only what the app lets caches share may be kept in the page cache, or sent again.
             shareable = self.shareable and not more_body
-            replay = self.replay
-            if replay is not None and shareable and self._still_true(replay, body):
-                await self.send({**self.initial_message, "headers": list(replay.headers)})
-                await self.send({"type": "http.response.body", "body": b"" if self.head else replay.body})
-                return
             headers = MutableHeaders(raw=self.initial_message["headers"])
             started = time.perf_counter()
             try:
@@ -305,7 +315,7 @@ class PersonalizeResponder:
         """What this response is made from besides the app's body (the request values, the app's
         status and headers), when the same inputs always make the same response."""
         middleware = self.middleware
-        if middleware.replay_salt is None or self.simulation is not None or self.plan.random:
+        if middleware.replay_secret is None or self.simulation is not None or self.plan.random:
             return None
         scope = self.scope
         self.values = values = middleware.readers.request_values(scope)
@@ -327,11 +337,18 @@ class PersonalizeResponder:
             serialized = marshal.dumps(inputs, 2)
         except ValueError:  # headers that are not bytes: made afresh every time
             return None
-        return hashlib.sha256(middleware.replay_salt + serialized).digest(), self.switches.off
+        # Keyed with a secret drawn at start-up, so the digests say nothing of the values they were made from.
+        digest = hashlib.blake2b(serialized, key=middleware.replay_secret, digest_size=32).digest()
+        return digest, self.switches.off
 
-    def _still_true(self, replay: Replay, body: bytes) -> bool:
-        """Whether the response kept for these inputs was made from this body and still holds; counted if so."""
-        if replay.source != body or (replay.until is not None and self.middleware.consent.clock() >= replay.until):
+    def _replays(self, replay: Replay, message: Message) -> bool:
+        """Whether the response kept for these inputs answers this message: the app's whole body, the
+        one it was made from, while what was sent still holds. Counted if so."""
+        if message["type"] != "http.response.body" or message.get("more_body", False):
+            return False  # not the whole body at once this time: made afresh, and the kept one stays
+        if message.get("body", b"") != replay.source or (
+            replay.until is not None and self.middleware.consent.clock() >= replay.until
+        ):
             assert self.replay_key is not None
             self.responses.discard(self.replay_key)  # the app's page changed, or what was sent no longer holds
             return False

@@ -1,6 +1,6 @@
 """A response made before is sent again only for the same inputs, and only while it is still true.
 
-The middleware keeps whole responses (for pages the app lets caches share) by a salted digest of
+The middleware keeps whole responses (for pages the app lets caches share) by a keyed digest of
 what they were made from. Each test here compares with what the middleware makes afresh, or
 changes one input (time, a switch, the app's body) and expects a new response.
 """
