@@ -128,7 +128,7 @@ def measure(smoke: bool = False) -> Section:
     if shutil.which("wrk") is None:
         section.skipped = "wrk is not installed (Debian: apt install wrk)"
         return section
-    seconds, rounds, connections = (1, 1, 8) if smoke else (5, 6, 32)
+    seconds, rounds, connections = (1, 1, 8) if smoke else (5, 10, 32)
     best: dict[str, dict[str, Any]] = {}
     every: dict[str, list[float]] = {name: [] for name in APPS}  # requests/s of each round
     with tempfile.TemporaryFile() as log, ExitStack() as servers:
