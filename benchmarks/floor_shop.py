@@ -1,10 +1,10 @@
 """The demo shop behind the least a middleware that sends kept responses again can do.
 
-For `benchmarks/protocol.py`: a middleware that wraps `send`, keys each response by a keyed
-BLAKE2b digest of the request's path, query and headers and the app's status and headers, and answers
-"/" with the personalized page's bytes (`same_bytes_shop.py`) whenever the app's body is the one
-it saw before. No routes, switches, consent, policy or bounds: what is left is the price of being
-such a middleware at all, which the real one cannot go below.
+For `benchmarks/protocol.py` and `network.py`: a middleware that wraps `send`, keys each response
+by a keyed BLAKE2b digest of the request's path, query and headers and the app's status and
+headers, and answers "/" with the personalized page's bytes (`same_bytes_shop.py`) whenever the
+app's body is the one it saw before. No routes, switches, consent, policy or bounds: what is
+left is the price of being such a middleware at all, which the real one cannot go below.
 """
 
 from __future__ import annotations
