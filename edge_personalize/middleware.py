@@ -95,7 +95,7 @@ class PersonalizeMiddleware:
         # How often each variant was shown since start, and how many views were held out: no visitor data.
         self.counts: Counter[tuple[str, str]] = Counter()
         self.endpoints = Endpoints(self)
-        # Whole responses made before, by a salted digest of what they were made from (the path and
+        # Whole responses made before, by a keyed digest of what they were made from (the path and
         # query, the request values a context reads, never those values themselves, and the app's
         # status and headers) and the switches, each with the app's body it was made from: twice the
         # page cache's bound per item. Not with the site's own consent reader, which may read anything.
@@ -172,7 +172,7 @@ class PersonalizeMiddleware:
         return bool(values & {"off", "shared"})
 
 
-# A salted digest of the request values and the app's status and headers, and the switches that were off.
+# A keyed digest of the request values and the app's status and headers, and the switches that were off.
 ReplayKey = tuple[bytes, frozenset[Switch]]
 
 
