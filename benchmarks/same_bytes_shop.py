@@ -16,25 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
+from benchmarks.pages import scope
 from examples.shop.app import PRODUCTS, templates
 from examples.shop.app import app as shop
 
 
 def _personalized() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"accept-language", b"de")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -43,7 +30,7 @@ def _personalized() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    asyncio.run(shop(scope, receive, send))
+    asyncio.run(shop(scope("/", [(b"accept-language", b"de")]), receive, send))
     body = b"".join(message.get("body", b"") for message in sent[1:])
     return sent[0]["status"], list(sent[0]["headers"]), body
 
