@@ -280,7 +280,7 @@ class PersonalizeResponder:
                     body = self._rewrite(body, more_body=True)
                     del headers["content-length"]
                 else:
-                    body = self._rewrite_whole(body, shareable and not self.trace)
+                    body = self._rewrite_whole(body, cacheable=shareable and not self.trace)
                     headers["content-length"] = str(len(body))
             if self.trace and self.page is not None:
                 # For previews and the owner only: which variant each slot got, from which signals.
@@ -374,7 +374,7 @@ class PersonalizeResponder:
         name = COOKIE_NAME.encode()
         return any(header == b"cookie" and name in value for header, value in self.values)
 
-    def _rewrite_whole(self, body: bytes, cacheable: bool) -> bytes:
+    def _rewrite_whole(self, body: bytes, *, cacheable: bool) -> bytes:
         """A body sent in one message, from the page cache when this page was rewritten before (if it
         may be kept there)."""
         page = self.page
