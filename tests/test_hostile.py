@@ -311,7 +311,8 @@ def signed_cookie(spec: dict[str, Any]) -> bytes:
     if spec.get("mutate") == "truncate":
         value = value[: len(value) // 2]
     elif spec.get("mutate") == "flip":
-        value = value[:-1] + ("A" if value[-1] != "A" else "B")
+        # Not the last character: some of its bits are base64 padding, which decoding ignores.
+        value = value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1]
     return f"{spec.get('name', 'ep_consent')}={value}".encode()
 
 
