@@ -450,23 +450,76 @@ candidates(const unsigned char *p, const Needle *needle)
 }
 #endif
 
+#ifdef HAVE_VECTORS
+static inline u8x16
+lane_hits(const unsigned char *p, const Needle *one, const Needle *other)
+{
+    u8x16 hits = candidates(p, one);
+    if (other->text != NULL) {
+        hits |= candidates(p, other);
+    }
+    return hits;
+}
+
+/* One bit per lane of `hits`, lane 0 lowest. */
+static inline unsigned
+lane_bits(u8x16 hits)
+{
+#if defined(__SSE2__)
+    __m128i lanes;
+    memcpy(&lanes, &hits, sizeof(lanes));
+    return (unsigned)_mm_movemask_epi8(lanes);
+#else
+    unsigned char lanes[16];
+    memcpy(lanes, &hits, sizeof(lanes));
+    unsigned bits = 0;
+    for (int k = 0; k < 16; k++) {
+        bits |= lanes[k] ? 1u << k : 0;
+    }
+    return bits;
+#endif
+}
+
+/* The first lane of `hits`, the 16 bytes from s[i], where a needle starts, or -1. */
+static inline Py_ssize_t
+first_hit(const unsigned char *s, Py_ssize_t i, Py_ssize_t size, u8x16 hits, const Needle *one, const Needle *other)
+{
+    for (unsigned bits = lane_bits(hits); bits != 0; bits &= bits - 1) {
+        Py_ssize_t j = i + __builtin_ctz(bits);
+        if (needle_at(s, j, size, one) || needle_at(s, j, size, other)) {
+            return j;
+        }
+    }
+    return -1;
+}
+#endif
+
 static Py_ssize_t
 find_first(const unsigned char *s, Py_ssize_t pos, Py_ssize_t size, const Needle *one, const Needle *other)
 {
     Py_ssize_t i = pos;
 #ifdef HAVE_VECTORS
     Py_ssize_t longest = one->len > other->len ? one->len : other->len;
-    for (; i + 16 + longest - 1 <= size; i += 16) {
-        u8x16 hits = candidates(s + i, one);
-        if (other->text != NULL) {
-            hits |= candidates(s + i, other);
+    /* 64 bytes a step while no lane could start a needle, as in most of a page. */
+    for (; i + 64 + longest - 1 <= size; i += 64) {
+        u8x16 hits[4];
+        for (int k = 0; k < 4; k++) {
+            hits[k] = lane_hits(s + i + 16 * k, one, other);
         }
-        if (any16(hits)) {
-            for (Py_ssize_t j = i; j < i + 16; j++) {
-                if (needle_at(s, j, size, one) || needle_at(s, j, size, other)) {
-                    return j;
-                }
+        if (!any16(hits[0] | hits[1] | hits[2] | hits[3])) {
+            continue;
+        }
+        for (int k = 0; k < 4; k++) {
+            Py_ssize_t found = first_hit(s, i + 16 * k, size, hits[k], one, other);
+            if (found >= 0) {
+                return found;
             }
+        }
+    }
+    for (; i + 16 + longest - 1 <= size; i += 16) {
+        Py_ssize_t found = first_hit(s, i, size, lane_hits(s + i, one, other), one, other);
+        if (found >= 0) {
+            return found;
         }
     }
 #endif

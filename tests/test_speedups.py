@@ -137,6 +137,18 @@ def test_long_runs_and_values_are_found_past_the_first_bytes() -> None:
 
 
 @needs_speedups
+@pytest.mark.parametrize("needles", [(MARKER, None), (MARKER, b"</body"), (b"</body", None)])
+def test_ifind_finds_a_needle_at_every_offset_of_a_long_page(needles: tuple[bytes, bytes | None]) -> None:
+    # Near misses share a needle's first and last byte, so every block has lanes to look at.
+    filler = b'<p class="d-e">data-personalisE</boby dx</b>' * 8
+    for at in range(len(filler) - 40):
+        for needle in (needles[0].upper(), needles[-1] or needles[0]):
+            buf = filler[:at] + needle + filler[at:]
+            for pos in (0, at, at + 1):
+                assert _speedups.ifind(buf, pos, *needles) == ifind_reference(buf, pos, *needles)
+
+
+@needs_speedups
 def test_arguments_are_checked() -> None:
     with pytest.raises(TypeError):
         _speedups.skip("text", 0, 4)  # type: ignore[arg-type]
