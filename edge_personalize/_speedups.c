@@ -437,25 +437,43 @@ any16(u8x16 v)
     return (halves[0] | halves[1]) != 0;
 }
 
-/* Lanes where the block may start `needle`: its first and last byte match, letters in either case. */
-static inline u8x16
-candidates(const unsigned char *p, const Needle *needle)
+/* A needle's first and last byte in every lane, and what to OR a text byte with to compare it
+ * in either case (0x20 for a letter), made once per search. */
+typedef struct {
+    u8x16 first, first_fold, last, last_fold;
+    Py_ssize_t last_at;
+} Ends;
+
+static inline Ends
+ends_of(const Needle *needle)
 {
     unsigned char first = needle->text[0], last = needle->text[needle->len - 1];
-    u8x16 fold_first = splat16(is_letter(first) ? 0x20 : 0);
-    u8x16 fold_last = splat16(is_letter(last) ? 0x20 : 0);
-    u8x16 a = (u8x16)((load16(p) | fold_first) == splat16(first));
-    u8x16 b = (u8x16)((load16(p + needle->len - 1) | fold_last) == splat16(last));
+    Ends ends = {
+        .first = splat16(first),
+        .first_fold = splat16(is_letter(first) ? 0x20 : 0),
+        .last = splat16(last),
+        .last_fold = splat16(is_letter(last) ? 0x20 : 0),
+        .last_at = needle->len - 1,
+    };
+    return ends;
+}
+
+/* Lanes where the block may start the needle: its first and last byte match, letters in either case. */
+static inline u8x16
+candidates(const unsigned char *p, const Ends *ends)
+{
+    u8x16 a = (u8x16)((load16(p) | ends->first_fold) == ends->first);
+    u8x16 b = (u8x16)((load16(p + ends->last_at) | ends->last_fold) == ends->last);
     return a & b;
 }
 #endif
 
 #ifdef HAVE_VECTORS
 static inline u8x16
-lane_hits(const unsigned char *p, const Needle *one, const Needle *other)
+lane_hits(const unsigned char *p, const Ends *one, const Ends *other)
 {
     u8x16 hits = candidates(p, one);
-    if (other->text != NULL) {
+    if (other != NULL) {
         hits |= candidates(p, other);
     }
     return hits;
@@ -494,17 +512,28 @@ first_hit(const unsigned char *s, Py_ssize_t i, Py_ssize_t size, u8x16 hits, con
 }
 #endif
 
-static Py_ssize_t
-find_first(const unsigned char *s, Py_ssize_t pos, Py_ssize_t size, const Needle *one, const Needle *other)
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* find_first's search, which the compiler makes twice: for one needle (`two` is 0, `other` is
+ * not looked at) and for two, so that neither tests for the other in its loop. */
+static ALWAYS_INLINE Py_ssize_t
+search(const unsigned char *s, Py_ssize_t pos, Py_ssize_t size, const Needle *one, const Needle *other, const int two)
 {
     Py_ssize_t i = pos;
 #ifdef HAVE_VECTORS
-    Py_ssize_t longest = one->len > other->len ? one->len : other->len;
+    Py_ssize_t longest = two && other->len > one->len ? other->len : one->len;
+    const Ends one_ends = ends_of(one);
+    const Ends other_ends = two ? ends_of(other) : one_ends;
+    const Ends *also = two ? &other_ends : NULL;
     /* 64 bytes a step while no lane could start a needle, as in most of a page. */
     for (; i + 64 + longest - 1 <= size; i += 64) {
         u8x16 hits[4];
         for (int k = 0; k < 4; k++) {
-            hits[k] = lane_hits(s + i + 16 * k, one, other);
+            hits[k] = lane_hits(s + i + 16 * k, &one_ends, also);
         }
         if (!any16(hits[0] | hits[1] | hits[2] | hits[3])) {
             continue;
@@ -517,7 +546,7 @@ find_first(const unsigned char *s, Py_ssize_t pos, Py_ssize_t size, const Needle
         }
     }
     for (; i + 16 + longest - 1 <= size; i += 16) {
-        Py_ssize_t found = first_hit(s, i, size, lane_hits(s + i, one, other), one, other);
+        Py_ssize_t found = first_hit(s, i, size, lane_hits(s + i, &one_ends, also), one, other);
         if (found >= 0) {
             return found;
         }
@@ -529,6 +558,12 @@ find_first(const unsigned char *s, Py_ssize_t pos, Py_ssize_t size, const Needle
         }
     }
     return -1;
+}
+
+static Py_ssize_t
+find_first(const unsigned char *s, Py_ssize_t pos, Py_ssize_t size, const Needle *one, const Needle *other)
+{
+    return other->text != NULL ? search(s, pos, size, one, other, 1) : search(s, pos, size, one, other, 0);
 }
 
 static int
