@@ -97,23 +97,26 @@ is_raw_text(const unsigned char *name, Py_ssize_t n)
     return 0;
 }
 
-/* The index of the first byte at or after p that is in the class `ends`, or `end`. Names and
- * values are short: unrolled, the loop spends less on its own bookkeeping. */
+/* The index of the first byte at or after p that is in the class `ends`, or `end`. Every class
+ * spanned holds `>`: from a position at or before `fence`, where there is one, the loop needs no
+ * bound. Names and values are short: unrolled, it spends less on its own bookkeeping. */
 static inline Py_ssize_t
-span(const unsigned char *s, Py_ssize_t p, Py_ssize_t end, int ends)
+span(const unsigned char *s, Py_ssize_t p, Py_ssize_t end, Py_ssize_t fence, int ends)
 {
-    for (; p + 4 <= end; p += 4) {
-        if (cls[s[p]] & ends) {
-            return p;
-        }
-        if (cls[s[p + 1]] & ends) {
-            return p + 1;
-        }
-        if (cls[s[p + 2]] & ends) {
-            return p + 2;
-        }
-        if (cls[s[p + 3]] & ends) {
-            return p + 3;
+    if (p <= fence) {
+        for (;; p += 4) {
+            if (cls[s[p]] & ends) {
+                return p;
+            }
+            if (cls[s[p + 1]] & ends) {
+                return p + 1;
+            }
+            if (cls[s[p + 2]] & ends) {
+                return p + 2;
+            }
+            if (cls[s[p + 3]] & ends) {
+                return p + 3;
+            }
         }
     }
     while (p < end && !(cls[s[p]] & ends)) {
@@ -188,7 +191,7 @@ typedef struct {
 /* The end of the tag opening at s[i] (a '<') if `_BORING`'s tag alternative matches it within
  * `end` and no stop applies, else -1. */
 static Py_ssize_t
-match_tag(const unsigned char *s, Py_ssize_t i, Py_ssize_t end, const Stops *stops)
+match_tag(const unsigned char *s, Py_ssize_t i, Py_ssize_t end, Py_ssize_t fence, const Stops *stops)
 {
     Py_ssize_t k = i + 1;
     int closing = 0;
@@ -199,7 +202,7 @@ match_tag(const unsigned char *s, Py_ssize_t i, Py_ssize_t end, const Stops *sto
     if (k >= end || !is_letter(s[k])) {
         return -1;
     }
-    Py_ssize_t p = span(s, k + 1, end, NAME_END);
+    Py_ssize_t p = span(s, k + 1, end, fence, NAME_END);
     /* The regex's lookahead wants the name followed by a delimiter; a name cut by `end` fails
      * later anyway, for want of a `>`. */
     if (is_raw_text(s + k, p - k)) {
@@ -225,7 +228,7 @@ match_tag(const unsigned char *s, Py_ssize_t i, Py_ssize_t end, const Stops *sto
             return -1; /* no attribute starts with `=`, and nothing else may follow */
         }
         Py_ssize_t name = p;
-        p = span(s, p + 1, end, ANAME_END);
+        p = span(s, p + 1, end, fence, ANAME_END);
         if (check_attr && p - name == stops->attr_len && equals_lower(s + name, stops->attr, p - name)) {
             return -1;
         }
@@ -261,7 +264,7 @@ match_tag(const unsigned char *s, Py_ssize_t i, Py_ssize_t end, const Stops *sto
             p = q; /* an empty value */
         }
         else {
-            p = span(s, q + 1, end, VALUE_END);
+            p = span(s, q + 1, end, fence, VALUE_END);
         }
     }
 }
@@ -291,6 +294,15 @@ match_comment(const unsigned char *s, Py_ssize_t i, Py_ssize_t end)
 static Py_ssize_t
 scan(const unsigned char *s, Py_ssize_t pos, Py_ssize_t end, const Stops *stops)
 {
+    /* A `>` near `end` for span(), or -1: looked for among the last 64 bytes only, so that a call
+     * costs no more than that, however often it is made on bytes without one. */
+    Py_ssize_t fence = end - 1;
+    while (fence >= pos && fence >= end - 64 && s[fence] != '>') {
+        fence--;
+    }
+    if (fence < pos || s[fence] != '>') {
+        fence = -1;
+    }
     Py_ssize_t p = pos;
     while (p < end) {
         if (s[p] != '<') {
@@ -305,7 +317,7 @@ scan(const unsigned char *s, Py_ssize_t pos, Py_ssize_t end, const Stops *stops)
         unsigned char c = s[p + 1];
         Py_ssize_t next;
         if (is_letter(c) || c == '/') {
-            next = match_tag(s, p, end, stops);
+            next = match_tag(s, p, end, fence, stops);
         }
         else if (c == '!') {
             next = p + 3 < end && s[p + 2] == '-' && s[p + 3] == '-' ? match_comment(s, p, end) : -1;
