@@ -52,6 +52,8 @@ _ATTR = re.compile(
     rb"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r >]*)))?"
 )
 _COMMENT_END = re.compile(rb"--!?>")
+# Where a run of text ends when no `>` follows to end a tag or a comment: a `<` that might begin one.
+_UNENDED = re.compile(rb"<(?:[A-Za-z/!?]|\Z)")
 _LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _VOID = frozenset(b"area base br col embed hr img input keygen link meta param source track wbr".split())
 # Elements whose content is text up to their own end tag: markup inside them is not markup.
@@ -69,6 +71,11 @@ _DATA, _COMMENT, _BOGUS, _RAW, _PLAINTEXT = range(5)
 _Skip = Callable[[bytes, int, int, bytes | None, bytes | None], int]
 # ifind(buf, pos, needle, other): the first of two lowercase needles in any ASCII case, or -1.
 _Find = Callable[[bytes, int, bytes, bytes | None], int]
+
+
+def _find_or_size(buf: bytes, sub: bytes, start: int) -> int:
+    found = buf.find(sub, start)
+    return len(buf) if found < 0 else found
 
 
 def _native() -> tuple[_Skip, _Find] | None:
@@ -223,7 +230,8 @@ class SlotRewriter:
         pos = self._pos
         size = len(buf)
         lowered: bytes | None = None
-        next_stop = -1
+        next_stop = next_marker = next_body_end = -1
+        next_gt = -1  # the first `>` from where it was last looked for (size if none): pos only grows
         skip = _NATIVE[0] if _NATIVE is not None else None
         while pos < size:
             slot = self._slot
@@ -232,28 +240,47 @@ class SlotRewriter:
                 continue
             state = self._state
             if state == _DATA:
+                # The run of text, comments and ordinary tags from pos, up to `end`.
                 if skip is not None:
                     # The same runs as `_BORING` below, cut short before the tags that matter here
                     # instead of at the next marker. Inside a slot, only tags of the slot's name
                     # count, and nothing past its cap is skipped: from there on the slot is given
                     # up and what follows is read as outside it.
-                    if slot is None:
-                        body = b"body" if self._insert is not None else None
-                        pos = skip(buf, pos, min(size, pos + self._max), body, MARKER)
-                    else:
-                        pos = skip(buf, pos, min(size, pos + self._max, slot.start + self._max + 1), slot.tag, None)
+                    end = min(size, pos + self._max)
+                    if slot is not None:
+                        end = min(end, slot.start + self._max + 1)
                 elif slot is None:
                     # Skip up to the next marker or `</body`; tokens from there on are looked at one by one.
                     if next_stop < pos:
+                        # Each looked for again only once passed: a search to the end for every
+                        # `<` before it would take quadratic time.
                         if lowered is None:
                             lowered = buf.lower()
-                        next_stop = self._next_stop(lowered, pos)
-                        if next_stop < 0:
-                            next_stop = size
+                        if next_marker < pos:
+                            next_marker = _find_or_size(lowered, MARKER, pos)
+                        if self._insert is not None and next_body_end < pos:
+                            next_body_end = _find_or_size(lowered, _BODY_END, pos)
+                        next_stop = min(next_marker, next_body_end) if self._insert is not None else next_marker
                     # At most one cap's worth at a time: a tag longer than the cap is text to the
                     # tokenizer below, and so it must be here, whatever the chunking.
-                    run = _BORING.match(buf, pos, min(next_stop, pos + self._max))
-                    pos = run.end() if run is not None else pos  # it always matches, if only the empty string
+                    end = min(next_stop, pos + self._max)
+                else:
+                    end = pos
+                if end > pos:
+                    if next_gt < pos:
+                        next_gt = _find_or_size(buf, b">", pos)
+                    if next_gt >= end:
+                        # Nothing before `end` can end a tag or a comment: the run is the text up to the
+                        # first `<` that might begin one, found without reading each such `<` to `end`.
+                        run = _UNENDED.search(buf, pos, end)
+                        pos = run.start() if run is not None else end
+                    elif skip is None:
+                        run = _BORING.match(buf, pos, end)
+                        pos = run.end() if run is not None else pos  # it always matches, if only the empty string
+                    elif slot is None:
+                        pos = skip(buf, pos, end, b"body" if self._insert is not None else None, MARKER)
+                    else:
+                        pos = skip(buf, pos, end, slot.tag, None)
                 j = buf.find(b"<", pos)
                 if j < 0:
                     pos = size
@@ -268,7 +295,11 @@ class SlotRewriter:
                 c = buf[j + 1]
                 if c in _LETTERS or c == 0x2F:  # letter or "/"
                     limit = j + self._max
-                    m = _TAG.match(buf, j, limit)
+                    if next_gt < j:
+                        next_gt = _find_or_size(buf, b">", j)
+                    # A tag ends at a `>`: without one before `limit` it is not tried at all, since each
+                    # such try reads on to `limit` (many of them would take quadratic time).
+                    m = _TAG.match(buf, j, limit) if next_gt < min(limit, size) else None
                     if m is None:
                         if c == 0x2F and j + 2 < size and buf[j + 2] not in _LETTERS:
                             self._state = _BOGUS  # `</` + non-letter is a bogus comment

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -438,3 +440,41 @@ def test_chunks_sent_on_untokenized_past_the_cap_change_nothing(
         assert feed_in_pieces(html, cuts, replace_all, max_slot_bytes=cap, before_body_end=insert) == whole
     finally:
         rewriter_module._PROBE = default
+
+
+class _CountingPattern:
+    """A compiled pattern that adds up how many bytes each match was allowed to read."""
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern = pattern
+        self.read = 0
+
+    def match(self, buf: bytes, pos: int = 0, endpos: int = sys.maxsize) -> re.Match[bytes] | None:
+        self.read += min(endpos, len(buf)) - pos
+        return self.pattern.match(buf, pos, endpos)
+
+
+@pytest.mark.parametrize("unit", [b"<script", b"<a b='", b"</body", b"<a =", b"<div"])
+@pytest.mark.parametrize("chunk", [None, 4096])
+def test_markup_that_never_closes_is_read_in_linear_time(
+    unit: bytes, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a `>` after them, none of these can end a tag; each used to be read on to the end
+    # of the buffer or the cap, one `<` after the other.
+    html = b'<p data-personalize="a">x</p>' + unit * 20_000
+    tag, boring = _CountingPattern(rewriter_module._TAG), _CountingPattern(rewriter_module._BORING)
+    monkeypatch.setattr(rewriter_module, "_TAG", tag)
+    monkeypatch.setattr(rewriter_module, "_BORING", boring)
+    skipped = 0
+    if rewriter_module._NATIVE is not None:
+        skip, ifind = rewriter_module._NATIVE
+
+        def counting_skip(buf: bytes, pos: int, end: int, stop_tag: bytes | None, stop_attr: bytes | None) -> int:
+            nonlocal skipped
+            skipped += min(end, len(buf)) - pos
+            return skip(buf, pos, end, stop_tag, stop_attr)
+
+        monkeypatch.setattr(rewriter_module, "_NATIVE", (counting_skip, ifind))
+    out, calls = rewrite(html, chunk=chunk, before_body_end=BANNER, max_slot_bytes=64 * 1024)
+    assert out.startswith(b'<p data-personalize="a"><b>a:1</b></p>') and calls == [("a", b"x")]
+    assert tag.read + boring.read + skipped < 20 * len(html)
