@@ -230,7 +230,7 @@ class SlotRewriter:
         pos = self._pos
         size = len(buf)
         lowered: bytes | None = None
-        next_stop = next_marker = next_body_end = -1
+        next_marker = next_body_end = -1
         next_gt = -1  # the first `>` from where it was last looked for (size if none): pos only grows
         skip = _NATIVE[0] if _NATIVE is not None else None
         while pos < size:
@@ -240,7 +240,9 @@ class SlotRewriter:
                 continue
             state = self._state
             if state == _DATA:
-                # The run of text, comments and ordinary tags from pos, up to `end`.
+                # The run of text, comments and ordinary tags from pos, up to `end` (none inside a
+                # slot without the C scanner: there every token is looked at).
+                end = pos
                 if skip is not None:
                     # The same runs as `_BORING` below, cut short before the tags that matter here
                     # instead of at the next marker. Inside a slot, only tags of the slot's name
@@ -250,22 +252,21 @@ class SlotRewriter:
                     if slot is not None:
                         end = min(end, slot.start + self._max + 1)
                 elif slot is None:
-                    # Skip up to the next marker or `</body`; tokens from there on are looked at one by one.
-                    if next_stop < pos:
-                        # Each looked for again only once passed: a search to the end for every
-                        # `<` before it would take quadratic time.
-                        if lowered is None:
-                            lowered = buf.lower()
-                        if next_marker < pos:
-                            next_marker = _find_or_size(lowered, MARKER, pos)
-                        if self._insert is not None and next_body_end < pos:
+                    # Up to the next marker or `</body`, each looked for again only once passed (a
+                    # search to the end for every `<` before it would take quadratic time); tokens
+                    # from there on are looked at one by one.
+                    if lowered is None:
+                        lowered = buf.lower()
+                    if next_marker < pos:
+                        next_marker = _find_or_size(lowered, MARKER, pos)
+                    next_stop = next_marker
+                    if self._insert is not None:
+                        if next_body_end < pos:
                             next_body_end = _find_or_size(lowered, _BODY_END, pos)
-                        next_stop = min(next_marker, next_body_end) if self._insert is not None else next_marker
+                        next_stop = min(next_stop, next_body_end)
                     # At most one cap's worth at a time: a tag longer than the cap is text to the
                     # tokenizer below, and so it must be here, whatever the chunking.
                     end = min(next_stop, pos + self._max)
-                else:
-                    end = pos
                 if end > pos:
                     if next_gt < pos:
                         next_gt = _find_or_size(buf, b">", pos)

@@ -454,7 +454,7 @@ class _CountingPattern:
         return self.pattern.match(buf, pos, endpos)
 
 
-@pytest.mark.parametrize("unit", [b"<script", b"<a b='", b"</body", b"<a =", b"<div"])
+@pytest.mark.parametrize("unit", [b"<script", b"<a b='", b"</body", b"<div"])
 @pytest.mark.parametrize("chunk", [None, 4096])
 def test_markup_that_never_closes_is_read_in_linear_time(
     unit: bytes, chunk: int | None, monkeypatch: pytest.MonkeyPatch
