@@ -63,6 +63,11 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _BODY_END = b"</body"
 _EDGE = len(MARKER) - 1  # enough bytes on either side of a chunk edge to hold any cut marker or `</body`
 _PROBE = 4096  # of the next chunk, joined to a construct cut by the end of one sent on untokenized
+# A tag that fails after reading far is text, and the next `<` inside it is tried again: how much
+# such reading a page may cost (this, and so many times its own size) before the rest of it passes
+# through as the app made it.
+_RETRY_ALLOWANCE = 2 * 1024 * 1024
+_RETRY_FACTOR = 8
 
 _DATA, _COMMENT, _BOGUS, _RAW, _PLAINTEXT = range(5)
 
@@ -99,6 +104,10 @@ class _OpenSlot:
     depth: int = 1
 
 
+class _TooCostly(Exception):
+    """The page's markup would take too long to tokenize (see `_RETRY_ALLOWANCE`)."""
+
+
 def _slot_name(attrs: bytes) -> str | None:
     for match in _ATTR.finditer(attrs):
         if match.group(1).lower() == MARKER:
@@ -115,7 +124,9 @@ class SlotRewriter:
     the replacement inner HTML or None to keep the default. A slot whose end tag is not found
     within `max_slot_bytes` of its start, or not at all, is passed through unchanged. A slot
     inside another slot is content of the outer one. `before_body_end` is inserted once: before
-    the first `</body>` outside a slot, or at the end of a document that has none.
+    the first `</body>` outside a slot, or at the end of a document that has none. Markup so
+    malformed that tokenizing it would take many times longer than reading it (see
+    `_RETRY_ALLOWANCE`) is given up on: from there on the page passes through unchanged.
     """
 
     def __init__(
@@ -136,11 +147,13 @@ class SlotRewriter:
         self._sniffed = False
         self._passthrough = False
         self._sent = 0  # of self._buf, the bytes already sent on
-        # Bytes sent on but not tokenized yet (see `_run`), and their last few bytes.
+        # Bytes sent on but not tokenized yet (see `_rewrite`), and their last few bytes.
         self._unscanned: list[bytes] = []
         self._unscanned_from = 0  # of the first of them, the bytes already tokenized
         self._unscanned_size = 0
         self._edge = b""
+        self._fed = 0
+        self._retried = 0  # bytes read by tag tries that failed
         self.slots_seen = 0
 
     def feed(self, chunk: bytes) -> bytes:
@@ -157,8 +170,16 @@ class SlotRewriter:
         return held
 
     def _run(self, chunk: bytes, *, final: bool) -> bytes:
+        try:
+            return self._rewrite(chunk, final=final)
+        except _TooCostly:
+            # Nothing of this chunk was sent yet: from here on, the page is the app's own.
+            return self.release() + chunk
+
+    def _rewrite(self, chunk: bytes, *, final: bool) -> bytes:
         if self._passthrough:
             return chunk
+        self._fed += len(chunk)
         buf = self._buf + chunk if self._buf else chunk
         if not self._sniffed:
             if len(buf) < 2 and not final:
@@ -300,13 +321,18 @@ class SlotRewriter:
                         next_gt = _find_or_size(buf, b">", j)
                     # A tag ends at a `>`: without one before `limit` it is not tried at all, since each
                     # such try reads on to `limit` (many of them would take quadratic time).
-                    m = _TAG.match(buf, j, limit) if next_gt < min(limit, size) else None
+                    tried = next_gt < min(limit, size)
+                    m = _TAG.match(buf, j, limit) if tried else None
                     if m is None:
                         if c == 0x2F and j + 2 < size and buf[j + 2] not in _LETTERS:
                             self._state = _BOGUS  # `</` + non-letter is a bogus comment
                             pos = j + 2
                         elif final or size >= limit:
-                            pos = j + 1  # never a tag: text
+                            pos = j + 1  # never a tag: text, and the next `<` is tried, inside what was read
+                            if tried:
+                                self._retried += min(limit, size) - j
+                                if self._retried > _RETRY_ALLOWANCE + _RETRY_FACTOR * self._fed:
+                                    raise _TooCostly
                         else:
                             break  # the tag may continue in the next chunk
                         continue

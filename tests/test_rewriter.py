@@ -478,3 +478,20 @@ def test_markup_that_never_closes_is_read_in_linear_time(
     out, calls = rewrite(html, chunk=chunk, before_body_end=BANNER, max_slot_bytes=64 * 1024)
     assert out.startswith(b'<p data-personalize="a"><b>a:1</b></p>') and calls == [("a", b"x")]
     assert tag.read + boring.read + skipped < 20 * len(html)
+
+
+@pytest.mark.parametrize("tail", [b'<a b=">"' * 12_000, b"<a " * 30_000 + b"/=></body></html>"])
+@pytest.mark.parametrize("chunk", [None, 4096])
+def test_tags_that_fail_after_reading_far_cost_a_bounded_amount(
+    tail: bytes, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each `<` here starts a tag that is read far before it fails (its `>` only inside quoted
+    # values, or an `=` where no attribute may start), and the next `<` is inside what was read.
+    html = b'<p data-personalize="a">x</p>' + tail
+    tag = _CountingPattern(rewriter_module._TAG)
+    monkeypatch.setattr(rewriter_module, "_TAG", tag)
+    out, _ = rewrite(html, chunk=chunk, before_body_end=BANNER)
+    # Given up on, the rest of the page is the app's own; fed in chunks, the tail is never read.
+    assert out.removesuffix(BANNER) in (html, html.replace(b">x</p>", b"><b>a:1</b></p>", 1))
+    allowed = rewriter_module._RETRY_ALLOWANCE + rewriter_module._RETRY_FACTOR * len(html)
+    assert tag.read < allowed + rewriter_module.DEFAULT_MAX_SLOT_BYTES + 4 * len(html)
