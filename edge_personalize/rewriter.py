@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import unescape
 
-__all__ = ["DEFAULT_MAX_SLOT_BYTES", "MARKER", "SlotCallback", "SlotRewriter"]
+__all__ = ["DEFAULT_MAX_SLOT_BYTES", "MARKER", "MarkupTooCostly", "SlotCallback", "SlotRewriter"]
 
 MARKER = b"data-personalize"
 DEFAULT_MAX_SLOT_BYTES = 256 * 1024
@@ -104,8 +104,9 @@ class _OpenSlot:
     depth: int = 1
 
 
-class _TooCostly(Exception):
-    """The page's markup would take too long to tokenize (see `_RETRY_ALLOWANCE`)."""
+class MarkupTooCostly(RuntimeError):
+    """Tokenizing this page's markup would take many times longer than reading it (see
+    `_RETRY_ALLOWANCE`): `release()` gives the bytes held back, and the rest passes through."""
 
 
 def _slot_name(attrs: bytes) -> str | None:
@@ -124,9 +125,9 @@ class SlotRewriter:
     the replacement inner HTML or None to keep the default. A slot whose end tag is not found
     within `max_slot_bytes` of its start, or not at all, is passed through unchanged. A slot
     inside another slot is content of the outer one. `before_body_end` is inserted once: before
-    the first `</body>` outside a slot, or at the end of a document that has none. Markup so
-    malformed that tokenizing it would take many times longer than reading it (see
-    `_RETRY_ALLOWANCE`) is given up on: from there on the page passes through unchanged.
+    the first `</body>` outside a slot, or at the end of a document that has none. On markup so
+    malformed that tokenizing it would take many times longer than reading it, `feed()` and
+    `close()` raise `MarkupTooCostly`, with nothing of that chunk sent: call `release()`.
     """
 
     def __init__(
@@ -147,7 +148,7 @@ class SlotRewriter:
         self._sniffed = False
         self._passthrough = False
         self._sent = 0  # of self._buf, the bytes already sent on
-        # Bytes sent on but not tokenized yet (see `_rewrite`), and their last few bytes.
+        # Bytes sent on but not tokenized yet (see `_run`), and their last few bytes.
         self._unscanned: list[bytes] = []
         self._unscanned_from = 0  # of the first of them, the bytes already tokenized
         self._unscanned_size = 0
@@ -170,13 +171,6 @@ class SlotRewriter:
         return held
 
     def _run(self, chunk: bytes, *, final: bool) -> bytes:
-        try:
-            return self._rewrite(chunk, final=final)
-        except _TooCostly:
-            # Nothing of this chunk was sent yet: from here on, the page is the app's own.
-            return self.release() + chunk
-
-    def _rewrite(self, chunk: bytes, *, final: bool) -> bytes:
         if self._passthrough:
             return chunk
         self._fed += len(chunk)
@@ -332,7 +326,7 @@ class SlotRewriter:
                             if tried:
                                 self._retried += min(limit, size) - j
                                 if self._retried > _RETRY_ALLOWANCE + _RETRY_FACTOR * self._fed:
-                                    raise _TooCostly
+                                    raise MarkupTooCostly(f"{self._retried} bytes reread for {self._fed}")
                         else:
                             break  # the tag may continue in the next chunk
                         continue

@@ -267,6 +267,15 @@ def test_variant_template_deleted_after_start_up_serves_the_default_and_warns_on
     assert_one_clear_warning(caplog, "'hero'", "'german'", "default content served", "hero.html")
 
 
+def test_markup_too_costly_to_tokenize_is_served_as_the_app_made_it(caplog: pytest.LogCaptureFixture) -> None:
+    # Thousands of tags that are read far before they fail (their `>` only inside quoted values).
+    page = PAGE + '<a b=">"' * 12_000
+    response = TestClient(starlette_app(lambda request: HTMLResponse(page), make_config())).get("/", headers=GERMAN)
+    assert response.status_code == 200
+    assert response.text == page
+    assert_one_clear_warning(caplog, "rewriting stopped", "MarkupTooCostly")
+
+
 @pytest.mark.parametrize(
     ("source", "error"),
     [
