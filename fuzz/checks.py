@@ -23,7 +23,15 @@ from edge_personalize import rewriter as rewriter_module
 from edge_personalize.config import Config, Route, SiteSettings, Slot, Variant
 from edge_personalize.consent import COOKIE_NAME, SECURE_COOKIE_NAME, Consent, ConsentManager
 from edge_personalize.forms import safe_next
-from edge_personalize.rewriter import _ATTR, _BORING, _TAG, DEFAULT_MAX_SLOT_BYTES, MARKER, SlotRewriter
+from edge_personalize.rewriter import (
+    _ATTR,
+    _BORING,
+    _TAG,
+    DEFAULT_MAX_SLOT_BYTES,
+    MARKER,
+    MarkupTooCostly,
+    SlotRewriter,
+)
 from edge_personalize.signals.device import Device, DeviceClass, classify_device
 from edge_personalize.signals.language import MAX_ENTRIES, LanguageNegotiator, parse_accept_language
 from edge_personalize.signals.location import PROVIDERS, HeaderLocator, client_ip, provider_headers
@@ -97,7 +105,16 @@ def _rewrite(
 
 
 def check_rewriter(html: bytes, cuts: list[int], *, max_slot_bytes: int, banner: bool) -> None:
-    """Identity when every slot keeps its default, and the same result however the bytes are cut."""
+    """Identity when every slot keeps its default, and the same result however the bytes are cut;
+    unless the markup is too costly to tokenize, when the rewriter gives up (and the middleware
+    serves the rest of the page as the app made it)."""
+    try:
+        _check_rewriter(html, cuts, max_slot_bytes=max_slot_bytes, banner=banner)
+    except MarkupTooCostly:
+        pass
+
+
+def _check_rewriter(html: bytes, cuts: list[int], *, max_slot_bytes: int, banner: bool) -> None:
     insert = BANNER if banner else None
     kept, _, _ = rewrite(html, cuts, keep, max_slot_bytes=max_slot_bytes, before_body_end=insert)
     if insert is None or html.startswith(UTF16_BOMS):  # UTF-16 pages pass through untouched
