@@ -155,6 +155,7 @@ class SlotRewriter:
         self._edge = b""
         self._fed = 0
         self._retried = 0  # bytes read by tag tries that failed
+        self._watching = False  # for markup no `>` closes (see `_scan`)
         self.slots_seen = 0
 
     def feed(self, chunk: bytes) -> bytes:
@@ -246,7 +247,10 @@ class SlotRewriter:
         size = len(buf)
         lowered: bytes | None = None
         next_marker = next_body_end = -1
-        next_gt = -1  # the first `>` from where it was last looked for (size if none): pos only grows
+        # Once a tag has failed, what follows may be markup no `>` closes: from then on the first `>`
+        # ahead is kept at hand (size if none; pos only grows), and what it cannot end is not read.
+        watching = self._watching
+        next_gt = -1
         skip = _NATIVE[0] if _NATIVE is not None else None
         while pos < size:
             slot = self._slot
@@ -283,9 +287,11 @@ class SlotRewriter:
                     # tokenizer below, and so it must be here, whatever the chunking.
                     end = min(next_stop, pos + self._max)
                 if end > pos:
-                    if next_gt < pos:
-                        next_gt = _find_or_size(buf, b">", pos)
-                    if next_gt >= end:
+                    if watching and next_gt < pos:
+                        next_gt = buf.find(b">", pos)
+                        if next_gt < 0:
+                            next_gt = size
+                    if watching and next_gt >= end:
                         # Nothing before `end` can end a tag or a comment: the run is the text up to the
                         # first `<` that might begin one, found without reading each such `<` to `end`.
                         run = _UNENDED.search(buf, pos, end)
@@ -311,13 +317,16 @@ class SlotRewriter:
                 c = buf[j + 1]
                 if c in _LETTERS or c == 0x2F:  # letter or "/"
                     limit = j + self._max
-                    if next_gt < j:
-                        next_gt = _find_or_size(buf, b">", j)
+                    if watching and next_gt < j:
+                        next_gt = buf.find(b">", j)
+                        if next_gt < 0:
+                            next_gt = size
                     # A tag ends at a `>`: without one before `limit` it is not tried at all, since each
                     # such try reads on to `limit` (many of them would take quadratic time).
-                    tried = next_gt < min(limit, size)
+                    tried = not watching or (next_gt < limit and next_gt < size)
                     m = _TAG.match(buf, j, limit) if tried else None
                     if m is None:
+                        watching = self._watching = True
                         if c == 0x2F and j + 2 < size and buf[j + 2] not in _LETTERS:
                             self._state = _BOGUS  # `</` + non-letter is a bogus comment
                             pos = j + 2
