@@ -64,8 +64,8 @@ _BODY_END = b"</body"
 _EDGE = len(MARKER) - 1  # enough bytes on either side of a chunk edge to hold any cut marker or `</body`
 _PROBE = 4096  # of the next chunk, joined to a construct cut by the end of one sent on untokenized
 # A tag that fails after reading far is text, and the next `<` inside it is tried again: how much
-# such reading a page may cost (this, and so many times its own size) before the rest of it passes
-# through as the app made it.
+# such reading a page may cost (this, and so many times its own size) before it is given up on
+# (`MarkupTooCostly`).
 _RETRY_ALLOWANCE = 2 * 1024 * 1024
 _RETRY_FACTOR = 8
 
@@ -288,9 +288,7 @@ class SlotRewriter:
                     end = min(next_stop, pos + self._max)
                 if end > pos:
                     if watching and next_gt < pos:
-                        next_gt = buf.find(b">", pos)
-                        if next_gt < 0:
-                            next_gt = size
+                        next_gt = _find_or_size(buf, b">", pos)
                     if watching and next_gt >= end:
                         # Nothing before `end` can end a tag or a comment: the run is the text up to the
                         # first `<` that might begin one, found without reading each such `<` to `end`.
@@ -318,9 +316,7 @@ class SlotRewriter:
                 if c in _LETTERS or c == 0x2F:  # letter or "/"
                     limit = j + self._max
                     if watching and next_gt < j:
-                        next_gt = buf.find(b">", j)
-                        if next_gt < 0:
-                            next_gt = size
+                        next_gt = _find_or_size(buf, b">", j)
                     # A tag ends at a `>`: without one before `limit` it is not tried at all, since each
                     # such try reads on to `limit` (many of them would take quadratic time).
                     tried = not watching or (next_gt < limit and next_gt < size)
