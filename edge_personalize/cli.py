@@ -218,8 +218,10 @@ def demo_command(host: str, port: int) -> int:
         return EXIT_PROBLEMS
     from edge_personalize.preview import Previews, Simulation
 
-    # A fresh development secret each run: consent cookies from earlier runs simply stop counting.
-    os.environ.setdefault("EDGE_PERSONALIZE_SECRET", secrets.token_urlsafe(32))
+    # A fresh development secret each run (also for a variable set empty): consent cookies from
+    # earlier runs simply stop counting.
+    if not os.environ.get("EDGE_PERSONALIZE_SECRET", "").strip():
+        os.environ["EDGE_PERSONALIZE_SECRET"] = secrets.token_urlsafe(32)
     # The demo's owner token is "demo": never use a guessable token on a real site.
     os.environ.setdefault("EDGE_PERSONALIZE_OWNER_TOKEN_HASH", DEMO_OWNER_TOKEN_HASH)
     sys.path.insert(0, str(shop.parent.parent))

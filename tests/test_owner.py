@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -16,7 +19,7 @@ from starlette.routing import Route as StarletteRoute
 from starlette.testclient import TestClient
 
 from edge_personalize import Config, OwnerSettings, PersonalizeMiddleware, Route, Slot, Variant
-from edge_personalize.cli import main
+from edge_personalize.cli import DEMO_OWNER_TOKEN_HASH, main
 from edge_personalize.preview import PREVIEW_PARAM, Simulation
 from tests.conftest import SECRET, make_config
 
@@ -328,3 +331,21 @@ def test_variant_switch_shows_in_the_policy_and_why_page(config: Config) -> None
     hero = page["slots"][0]
     assert hero["variant"] is None
     assert hero["alternatives"][0]["status"] == "switched-off"
+
+
+@pytest.mark.parametrize("secret", [None, "", "  "])
+def test_the_demo_makes_its_own_secret_when_none_is_set(
+    secret: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if secret is None:
+        monkeypatch.delenv("EDGE_PERSONALIZE_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("EDGE_PERSONALIZE_SECRET", secret)  # an empty secret would fail every request
+    monkeypatch.setenv("EDGE_PERSONALIZE_OWNER_TOKEN_HASH", DEMO_OWNER_TOKEN_HASH)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    served: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
+    assert main(["demo"]) == 0
+    assert served == ["examples.shop.app:app"]
+    assert len(os.environ["EDGE_PERSONALIZE_SECRET"]) >= 32
+    assert "ep_preview=" in capsys.readouterr().out
