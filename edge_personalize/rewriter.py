@@ -438,14 +438,10 @@ class SlotRewriter:
         if _NATIVE is not None:
             body_end = _BODY_END if self._insert is not None else None
             return _NATIVE[1](buf, self._pos, MARKER, body_end) < 0 and _NATIVE[1](edge, 0, MARKER, body_end) < 0
-        return self._next_stop(buf.lower(), self._pos) < 0 and self._next_stop(edge.lower(), 0) < 0
+        return not self._holds_a_stop(buf.lower(), self._pos) and not self._holds_a_stop(edge.lower(), 0)
 
-    def _next_stop(self, lowered: bytes, pos: int) -> int:
-        marker = lowered.find(MARKER, pos)
-        if self._insert is None:
-            return marker
-        body_end = lowered.find(_BODY_END, pos)
-        return body_end if marker < 0 else marker if body_end < 0 else min(marker, body_end)
+    def _holds_a_stop(self, lowered: bytes, pos: int) -> bool:
+        return lowered.find(MARKER, pos) >= 0 or (self._insert is not None and lowered.find(_BODY_END, pos) >= 0)
 
     def _take_insert(self) -> bytes:
         insert, self._insert = self._insert, None
