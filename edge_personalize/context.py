@@ -86,7 +86,7 @@ class SignalReaders:
     def request_values(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         """The request's headers that a context may read, in their order."""
         wanted = self.request_headers
-        return [(name, value) for name, value in scope["headers"] if name in wanted]
+        return [header for header in scope["headers"] if header[0] in wanted]
 
 
 class VisitorContext:

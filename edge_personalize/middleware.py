@@ -100,7 +100,9 @@ class PersonalizeMiddleware:
         # status and headers) and the switches, each with the app's body it was made from: twice the
         # page cache's bound per item. Not with the site's own consent reader, which may read anything.
         self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024, max_item_bytes=512 * 1024)
-        self.replay_secret = secrets.token_bytes(32) if consent is None else None
+        self.replay_hasher = (
+            None if consent is not None else hashlib.blake2b(key=secrets.token_bytes(32), digest_size=32)
+        )
         self._preview_marker = f"{PREVIEW_PARAM}=".encode()
         self._endpoint_root = self.config.site.endpoint_prefix + "/"
         self.standard_param = self.config.site.standard_param
@@ -120,10 +122,11 @@ class PersonalizeMiddleware:
             return
         plan = self.routes.match(path)
         query: bytes = scope.get("query_string", b"")
+        # `find`, not `in`: on bytes, `in` first tries its operand as an integer, at the price of an exception.
         if (
             plan is None
             or scope["method"] not in ("GET", "HEAD")
-            or (self._standard_marker in query and self._standard(query))
+            or (query.find(self._standard_marker) != -1 and self._standard(query))
         ):
             await self.app(scope, receive, send)
             return
@@ -131,7 +134,7 @@ class PersonalizeMiddleware:
         if not switches.personalizes(plan.route.path):
             await self.app(scope, receive, send)
             return
-        simulation = self._preview(scope) if self._preview_marker in query else None
+        simulation = self._preview(scope) if query.find(self._preview_marker) != -1 else None
         responder = PersonalizeResponder(self, plan, switches, simulation, scope, send)
         if responder.head:
             # HEAD must carry the headers GET would; only the rendered body can tell them.
@@ -315,18 +318,19 @@ class PersonalizeResponder:
         """What this response is made from besides the app's body (the request values, the app's
         status and headers), when the same inputs always make the same response."""
         middleware = self.middleware
-        if middleware.replay_secret is None or self.simulation is not None or self.plan.random:
+        if middleware.replay_hasher is None or self.simulation is not None or self.plan.random:
             return None
         scope = self.scope
         self.values = values = middleware.readers.request_values(scope)
-        if b"x-personalize-trace" in dict(values):
-            return None  # the owner's trace: checked, and answered, afresh
+        for name, _ in values:
+            if name == b"x-personalize-trace":
+                return None  # the owner's trace: checked, and answered, afresh
         client = scope.get("client") if middleware.readers.geoip is not None else None
         status = start["status"]
         inputs = (
-            scope["path"].encode("utf-8", "surrogatepass"),
+            scope["path"],
             scope.get("query_string", b""),
-            client[0].encode("utf-8", "surrogatepass") if client else b"",
+            client[0] if client else "",
             values,
             int(status) if isinstance(status, int) else status,  # an HTTPStatus too, which marshal refuses
             start["headers"],
@@ -338,8 +342,9 @@ class PersonalizeResponder:
         except ValueError:  # headers that are not bytes: made afresh every time
             return None
         # Keyed with a secret drawn at start-up, so the digests say nothing of the values they were made from.
-        digest = hashlib.blake2b(serialized, key=middleware.replay_secret, digest_size=32).digest()
-        return digest, self.switches.off
+        hasher = middleware.replay_hasher.copy()
+        hasher.update(serialized)
+        return hasher.digest(), self.switches.off
 
     def _replays(self, replay: Replay, message: Message) -> bool:
         """Whether the response kept for these inputs answers this message: the app's whole body, the
@@ -352,7 +357,9 @@ class PersonalizeResponder:
             assert self.replay_key is not None
             self.responses.discard(self.replay_key)  # the app's page changed, or what was sent no longer holds
             return False
-        self.middleware.counts.update(replay.shown)
+        counts = self.middleware.counts
+        for shown in replay.shown:
+            counts[shown] += 1
         return True
 
     def _keep(self, key: ReplayKey, source: bytes, body: bytes) -> None:
