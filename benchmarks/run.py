@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import context
+import instructions
 import network
 import per_request
 import protocol
@@ -33,6 +34,7 @@ SECTIONS: dict[str, Callable[[bool], Section]] = {
     "per_request": per_request.measure,
     "network": network.measure,
     "protocol": protocol.measure,
+    "instructions": instructions.measure,
     "streaming": streaming.measure,
     "context": context.measure,
 }
