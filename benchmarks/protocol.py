@@ -83,19 +83,27 @@ async def _measure(smoke: bool) -> Section:
         section.skipped = "the servers did not send the expected pages"
         return section
     times: dict[str, list[float]] = {name: [] for name in connections}
+    order = list(connections)
     for _ in range(rounds):  # short turns, so that drift in the machine's speed hits every app alike
-        for name, connection in connections.items():
+        for name in order:
             began = time.perf_counter()
             for _ in range(per_round):
-                await connection.request()
+                await connections[name].request()
             times[name].append((time.perf_counter() - began) / per_round * 1e6)
+        order.reverse()
     median = {name: statistics.median(values) for name, values in times.items()}
     bare = median["bare app"]
     section.rows.append(Row("per request (median)", dict(median)))
     section.rows.append(Row("requests/s ÷ bare app's", {name: ratio(bare, value) for name, value in median.items()}))
+    paired = {
+        name: statistics.median(bare_time / own for bare_time, own in zip(times["bare app"], values, strict=True))
+        for name, values in times.items()
+    }
+    section.rows.append(Row("requests/s ÷ bare app's in the same round, median", paired))
     section.notes.append(
         "GET / with Accept-Language: de on one keep-alive connection;"
-        f" {rounds} alternating rounds of {per_round} requests. The least replaying middleware"
+        f" {rounds} rounds of {per_round} requests, the apps taking turns (in reverse order every other"
+        " round). The least replaying middleware"
         " (`floor_shop.py`) wraps `send`, digests the request's headers and the app's, and sends the"
         " personalized page's bytes: no route table, switches, consent, policy or bounded cache."
     )

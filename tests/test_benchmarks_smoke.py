@@ -31,6 +31,8 @@ def test_smoke_mode_writes_every_section(tmp_path: Path) -> None:
     assert set(document["sections"]) == SECTIONS
     for key, section in document["sections"].items():
         # A section is either measured or says why not (wrk or valgrind missing); it never fails.
-        assert section["rows"] or section["skipped"].startswith(("wrk is not installed", "valgrind is not installed")), key
+        assert section["rows"] or section["skipped"].startswith(
+            ("wrk is not installed", "valgrind is not installed")
+        ), key
     assert document["targets"]
     assert "### Targets" in result.stdout
