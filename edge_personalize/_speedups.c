@@ -1,4 +1,4 @@
-/* Native scanning for edge_personalize.rewriter.
+/* Native scanning for edge_personalize.rewriter, and the key inputs of edge_personalize.replay.
  *
  * skip() consumes exactly what the rewriter's `_BORING` regex consumes (text, comments and
  * ordinary tags), optionally stopping earlier before a tag the caller must look at itself.
@@ -6,6 +6,9 @@
  *
  * Both must agree byte for byte with the pure-Python code in rewriter.py: the tests compare
  * them on generated tag soup, and fuzz/checks.py compares them on whatever the fuzzer finds.
+ *
+ * key_inputs() encodes what a kept response is made from; its encoding differs from the
+ * pure-Python one in replay.py, but the two must tell the same inputs apart.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -633,9 +636,217 @@ ifind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(find_first((const unsigned char *)PyBytes_AS_STRING(args[0]), pos, size, &one, &other));
 }
 
+/* --- key_inputs -------------------------------------------------------------------------- */
+
+/* Records are a tag byte, then a length and that many bytes (or, for a number, the number
+ * itself), each number in seven-bit groups, least significant first, the top bit set on all but
+ * the last: so no two different sets of inputs give the same encoding, and a small response's
+ * inputs fit one block of the hash. Written to a buffer on the stack, on the heap once they
+ * outgrow it. */
+typedef struct {
+    unsigned char *data;
+    Py_ssize_t size, capacity;
+    unsigned char stack[512];
+} Buffer;
+
+static int
+reserve(Buffer *buf, Py_ssize_t more)
+{
+    Py_ssize_t needed = buf->size + more;
+    if (needed <= buf->capacity) {
+        return 1;
+    }
+    Py_ssize_t capacity = needed * 2;
+    unsigned char *grown = buf->data == buf->stack ? PyMem_Malloc(capacity) : PyMem_Realloc(buf->data, capacity);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (buf->data == buf->stack) {
+        memcpy(grown, buf->stack, buf->size);
+    }
+    buf->data = grown;
+    buf->capacity = capacity;
+    return 1;
+}
+
+static int
+put_number(Buffer *buf, char tag, uint64_t number)
+{
+    if (reserve(buf, 11) < 0) {
+        return -1;
+    }
+    buf->data[buf->size++] = (unsigned char)tag;
+    while (number >= 0x80) {
+        buf->data[buf->size++] = (unsigned char)(number | 0x80);
+        number >>= 7;
+    }
+    buf->data[buf->size++] = (unsigned char)number;
+    return 1;
+}
+
+static int
+put(Buffer *buf, char tag, const void *data, Py_ssize_t len)
+{
+    if (put_number(buf, tag, (uint64_t)len) < 0 || reserve(buf, len) < 0) {
+        return -1;
+    }
+    if (len) {
+        memcpy(buf->data + buf->size, data, len);
+        buf->size += len;
+    }
+    return 1;
+}
+
+/* A str as its kind and code units: the same text always has the same kind (the narrowest that
+ * holds it), and no encoding can fail on it (lone surrogates included). */
+static int
+put_str(Buffer *buf, PyObject *text)
+{
+    if (!PyUnicode_CheckExact(text)) {
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) {
+        return -1;
+    }
+#endif
+    int kind = PyUnicode_KIND(text);
+    return put(buf, (char)('0' + kind), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text) * kind);
+}
+
+static int
+put_bytes(Buffer *buf, char tag, PyObject *data)
+{
+    if (!PyBytes_CheckExact(data)) {
+        return 0;
+    }
+    return put(buf, tag, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+}
+
+/* A header: a tuple of two bytes. Nothing here may run Python code (a subclass's __hash__ or
+ * __eq__ could change the headers while they are read), hence the exact types. */
+static int
+header_parts(PyObject *header, PyObject **name, PyObject **value)
+{
+    if (!PyTuple_CheckExact(header) || PyTuple_GET_SIZE(header) != 2) {
+        return 0;
+    }
+    *name = PyTuple_GET_ITEM(header, 0);
+    *value = PyTuple_GET_ITEM(header, 1);
+    return PyBytes_CheckExact(*name) && PyBytes_CheckExact(*value);
+}
+
+/* The headers, or of the request's those named in `wanted` (when it is not NULL), followed by
+ * `end`; 0 when one is named `refuse` or one is not a pair of bytes. */
+static int
+put_headers(Buffer *buf, PyObject *headers, PyObject *wanted, PyObject *refuse, const char tags[3])
+{
+    PyObject *items;
+    if (PyTuple_CheckExact(headers)) {
+        items = Py_NewRef(headers);
+    } else if (PyList_CheckExact(headers)) {
+        items = PyList_AsTuple(headers); /* a snapshot: nothing can change it while it is read */
+        if (items == NULL) {
+            return -1;
+        }
+    } else {
+        return 0;
+    }
+    int done = 1;
+    for (Py_ssize_t i = 0; done == 1 && i < PyTuple_GET_SIZE(items); i++) {
+        PyObject *name, *value;
+        if (!header_parts(PyTuple_GET_ITEM(items, i), &name, &value)) {
+            done = 0;
+            break;
+        }
+        if (wanted != NULL) {
+            int found = PySet_Contains(wanted, name);
+            if (found <= 0) {
+                done = found;
+                if (found == 0) {
+                    done = 1;
+                }
+                continue;
+            }
+            if (PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(refuse)
+                && memcmp(PyBytes_AS_STRING(name), PyBytes_AS_STRING(refuse), PyBytes_GET_SIZE(name)) == 0) {
+                done = 0;
+                break;
+            }
+        }
+        done = put(buf, tags[0], PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+        if (done == 1) {
+            done = put(buf, tags[1], PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+        }
+    }
+    Py_DECREF(items);
+    return done == 1 ? put(buf, tags[2], NULL, 0) : done;
+}
+
+static int
+put_status(Buffer *buf, PyObject *status)
+{
+    if (!PyLong_Check(status)) {
+        return 0;
+    }
+    long long code = PyLong_AsLongLong(status);
+    if (code == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return put_number(buf, 's', (uint64_t)code);
+}
+
+PyDoc_STRVAR(key_inputs_doc,
+"key_inputs(wanted, refuse, headers, path, query, client, status, response_headers, /) -> bytes | None\n\n"
+"An encoding of what a kept response is made from, in which no two different sets of inputs\n"
+"give the same bytes: the request's headers whose names are in `wanted` (a set of lowercase\n"
+"bytes), in their order, the path, query and client, and the app's status and headers. None\n"
+"when a request header is named `refuse`, or when an input is not what servers and apps give\n"
+"(str path and client, bytes query, lists or tuples of (bytes, bytes) tuples, an int status):\n"
+"such a response is made afresh.");
+
+static PyObject *
+key_inputs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "key_inputs() takes 8 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyFrozenSet_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "key_inputs() needs a frozenset of names and a bytes name to refuse");
+        return NULL;
+    }
+    Buffer buf = {.size = 0, .capacity = sizeof buf.stack};
+    buf.data = buf.stack;
+    int done = put_headers(&buf, args[2], args[0], args[1], "nve");
+    if (done == 1) {
+        done = put_str(&buf, args[3]);
+    }
+    if (done == 1) {
+        done = put_bytes(&buf, 'q', args[4]);
+    }
+    if (done == 1) {
+        done = put_str(&buf, args[5]);
+    }
+    if (done == 1) {
+        done = put_status(&buf, args[6]);
+    }
+    if (done == 1) {
+        done = put_headers(&buf, args[7], NULL, NULL, "NVE");
+    }
+    PyObject *result = done < 0 ? NULL : done == 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)buf.data, buf.size);
+    if (buf.data != buf.stack) {
+        PyMem_Free(buf.data);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"skip", (PyCFunction)(void (*)(void))skip, METH_FASTCALL, skip_doc},
     {"ifind", (PyCFunction)(void (*)(void))ifind, METH_FASTCALL, ifind_doc},
+    {"key_inputs", (PyCFunction)(void (*)(void))key_inputs, METH_FASTCALL, key_inputs_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -652,7 +863,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "edge_personalize._speedups",
-    .m_doc = "Native scanning for edge_personalize.rewriter; the pure-Python code there is the reference.",
+    .m_doc = "Native code for edge_personalize.rewriter and .replay; their pure-Python code is the reference.",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

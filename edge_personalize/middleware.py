@@ -5,13 +5,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import marshal
 import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -34,11 +32,13 @@ from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.endpoints import Endpoints
 from edge_personalize.personalizer import Page, Personalizer
 from edge_personalize.preview import PREVIEW_PARAM, Previews, Simulation
+from edge_personalize.replay import Replay, ReplayKey, key_inputs
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
-from edge_personalize.switches import Switch, Switches, open_store
+from edge_personalize.switches import Switches, open_store
 
 logger = logging.getLogger("edge_personalize")
+TRACE_HEADER = b"x-personalize-trace"  # the owner asks for a trace of a live page with it
 FIRST_BYTES = 8 * 1024  # of a streamed body, sent before the rest of its first chunk is rewritten
 
 # Charsets in which ASCII bytes mean ASCII characters, so markup can be found in raw bytes.
@@ -175,21 +175,6 @@ class PersonalizeMiddleware:
         return bool(values & {"off", "shared"})
 
 
-# A keyed digest of the request values and the app's status and headers, and the switches that were off.
-ReplayKey = tuple[bytes, frozenset[Switch]]
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """A response as it was sent, to send again for the same inputs."""
-
-    source: bytes  # the app's body it was made from
-    headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
-    shown: tuple[tuple[str, str], ...]  # counted again each time it is sent
-    until: datetime | None  # from then on it may no longer be true (the consent ran out, a new day began)
-
-
 class PersonalizeResponder:
     """Per-response state: holds the start message until the first body chunk decides the headers."""
 
@@ -203,7 +188,6 @@ class PersonalizeResponder:
     shareable = False  # the app lets caches share the response
     replay_key: ReplayKey | None = None
     replay: Replay | None = None  # kept for the same request values and the app's same headers
-    values: Sequence[tuple[bytes, bytes]] = ()  # the request headers a context may read
     shown: tuple[tuple[str, str], ...] | None = None  # what a page from the page cache showed
     now: datetime | None = None  # when the visitor's choice was read
     failed = False  # something went wrong and this visitor got (some of) the standard page
@@ -321,29 +305,22 @@ class PersonalizeResponder:
         if middleware.replay_hasher is None or self.simulation is not None or self.plan.random:
             return None
         scope = self.scope
-        self.values = values = middleware.readers.request_values(scope)
-        for name, _ in values:
-            if name == b"x-personalize-trace":
-                return None  # the owner's trace: checked, and answered, afresh
         client = scope.get("client") if middleware.readers.geoip is not None else None
-        status = start["status"]
-        inputs = (
+        inputs = key_inputs(
+            middleware.readers.request_headers,
+            TRACE_HEADER,  # the owner's trace: checked, and answered, afresh
+            scope["headers"],
             scope["path"],
             scope.get("query_string", b""),
             client[0] if client else "",
-            values,
-            int(status) if isinstance(status, int) else status,  # an HTTPStatus too, which marshal refuses
+            start["status"],
             start["headers"],
         )
-        try:
-            # marshal's bytes can be read back (version 2 has no back-references), so no two
-            # different sets of inputs give the same bytes.
-            serialized = marshal.dumps(inputs, 2)
-        except ValueError:  # headers that are not bytes: made afresh every time
+        if inputs is None:
             return None
         # Keyed with a secret drawn at start-up, so the digests say nothing of the values they were made from.
         hasher = middleware.replay_hasher.copy()
-        hasher.update(serialized)
+        hasher.update(inputs)
         return hasher.digest(), self.switches.off
 
     def _replays(self, replay: Replay, message: Message) -> bool:
@@ -379,7 +356,7 @@ class PersonalizeResponder:
 
     def _carries_a_choice(self) -> bool:
         name = COOKIE_NAME.encode()
-        return any(header == b"cookie" and name in value for header, value in self.values)
+        return any(header == b"cookie" and name in value for header, value in self.scope["headers"])
 
     def _rewrite_whole(self, body: bytes, *, cacheable: bool) -> bytes:
         """A body sent in one message, from the page cache when this page was rewritten before (if it

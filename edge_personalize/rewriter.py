@@ -13,11 +13,12 @@ regex even where the extension is built.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import unescape
+
+from edge_personalize.native import speedups
 
 __all__ = ["DEFAULT_MAX_SLOT_BYTES", "MARKER", "MarkupTooCostly", "SlotCallback", "SlotRewriter"]
 
@@ -83,17 +84,8 @@ def _find_or_size(buf: bytes, sub: bytes, start: int) -> int:
     return len(buf) if found < 0 else found
 
 
-def _native() -> tuple[_Skip, _Find] | None:
-    if os.environ.get("EDGE_PERSONALIZE_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from edge_personalize._speedups import ifind, skip
-    except ImportError:  # not built: no compiler when the package was installed
-        return None
-    return skip, ifind
-
-
-_NATIVE = _native()
+_speedups = speedups()
+_NATIVE: tuple[_Skip, _Find] | None = None if _speedups is None else (_speedups.skip, _speedups.ifind)
 
 
 @dataclass(slots=True)

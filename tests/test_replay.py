@@ -27,12 +27,26 @@ from starlette.testclient import TestClient
 from starlette.types import Message
 
 from edge_personalize import LocationSettings, OwnerSettings, PersonalizeMiddleware, Slot, Variant
+from edge_personalize import middleware as middleware_module
 from edge_personalize.cache import BoundedCache
 from edge_personalize.consent import COOKIE_NAME
+from edge_personalize.native import speedups
+from edge_personalize.replay import python_key_inputs
 from tests.conftest import DATA, PAGE, SECRET, make_config
 
 SHOP = Path(__file__).parent.parent / "examples" / "shop"
 TODAY = datetime.now(UTC).date()
+
+
+@pytest.fixture(autouse=True, params=["native", "pure"])
+def encoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with the C encoding of a response's inputs and with the pure-Python one."""
+    if request.param == "pure":
+        monkeypatch.setattr(middleware_module, "key_inputs", python_key_inputs)
+    elif speedups() is None:
+        pytest.skip("edge_personalize._speedups is not built")
+    else:
+        monkeypatch.setattr(middleware_module, "key_inputs", speedups().key_inputs)  # type: ignore[union-attr]
 
 
 def signed(data: dict[str, str]) -> str:
