@@ -12,7 +12,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Mapping
-from typing import get_args
+from typing import Any, get_args
 from urllib.parse import unquote
 
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -23,6 +23,7 @@ from edge_personalize import rewriter as rewriter_module
 from edge_personalize.config import Config, Route, SiteSettings, Slot, Variant
 from edge_personalize.consent import COOKIE_NAME, SECURE_COOKIE_NAME, Consent, ConsentManager
 from edge_personalize.forms import safe_next
+from edge_personalize.replay import python_key_inputs
 from edge_personalize.rewriter import (
     _ATTR,
     _BORING,
@@ -193,10 +194,43 @@ def check_speedups(buf: bytes, pos: int, end: int, stops: int) -> None:
         assert got == expected, f"ifind({pos}, {needle!r}, {other!r}) = {got}, expected {expected}"
 
 
+KEY_WANTED = frozenset({b"accept-language", b"cookie", b"referer", b"x-personalize-trace"})
+
+
+def check_key_inputs(buf: bytes) -> None:
+    """`key_inputs` in C tells apart exactly what the pure-Python encoding tells apart. The bytes
+    are read as lines of `name:value` request headers, the last line the path; the inputs are
+    compared with the same inputs changed in one place at a time."""
+    if _speedups is None:
+        return
+    *lines, last = buf.split(b"\n")
+    headers = [(name.lower(), value) for name, _, value in (line.partition(b":") for line in lines)]
+    path = last.decode("utf-8", "surrogateescape")  # lone surrogates too
+    base = (headers, path, b"q=1", "127.0.0.1", 200, headers[:2])
+    changed = [
+        (headers[1:], *base[1:]),
+        (headers[::-1], *base[1:]),
+        (headers, path + "\u00e9", *base[2:]),
+        (*base[:4], 404, base[5]),
+        (*base[:5], headers[:1]),
+    ]
+    def both(case: tuple[Any, ...]) -> tuple[bytes | None, bytes | None]:
+        args = (KEY_WANTED, b"x-personalize-trace", *case)
+        return _speedups.key_inputs(*args), python_key_inputs(*args)
+
+    native, python = both(base)
+    assert (native is None) == (python is None), f"key_inputs: C {native!r}, Python {python!r}"
+    for case in changed:
+        native_other, python_other = both(case)
+        assert (native == native_other) == (python == python_other), f"key_inputs told apart differently: {case!r}"
+
+
 def speedups_target(data: bytes) -> None:
-    """Byte 0 picks the stops, bytes 1 and 2 where to start and end (from the end), then the bytes to scan."""
+    """Byte 0 picks the stops, bytes 1 and 2 where to start and end (from the end), then the bytes
+    to scan, which are also read as a request's headers and path for `key_inputs`."""
     header, buf = data[:3].ljust(3, b"\0"), data[3:]
     check_speedups(buf, header[1] % (len(buf) + 1), len(buf) - header[2] % (len(buf) + 1), header[0])
+    check_key_inputs(buf)
 
 
 # --- Header parsers -----------------------------------------------------------------------------
