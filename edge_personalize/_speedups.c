@@ -834,7 +834,8 @@ key_inputs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         done = put_status(&buf, args[6]);
     }
     if (done == 1) {
-        done = put_headers(&buf, args[7], NULL, NULL, "NVE");
+        /* Ended by a tag that says whether they came as a list or a tuple, as marshal tells them apart. */
+        done = put_headers(&buf, args[7], NULL, NULL, PyTuple_CheckExact(args[7]) ? "NVT" : "NVE");
     }
     PyObject *result = done < 0 ? NULL : done == 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)buf.data, buf.size);
     if (buf.data != buf.stack) {

@@ -50,7 +50,10 @@ def python_key_inputs(
     for name, _ in picked:
         if name == refuse:
             return None
-    status = int(status) if isinstance(status, int) else status  # an HTTPStatus too, which marshal refuses
+    if isinstance(status, int):
+        status = int(status)  # an HTTPStatus too, which marshal refuses
+        if not -(2**63) <= status < 2**63:
+            return None  # no status is this large: made afresh, as the C encoding does
     try:
         # marshal's bytes can be read back (version 2 has no back-references), so they are unambiguous.
         return marshal.dumps((picked, path, query, client, status, response_headers), 2)

@@ -174,8 +174,8 @@ key_cases = st.tuples(
     texts,
     st.sampled_from([b"", b"a=1", b"a=1&b"]),
     texts,
-    st.sampled_from([200, 200, 404, -1, 2**63 - 1, HTTPStatus.OK]),
-    st.lists(st.tuples(names, values), max_size=3),
+    st.sampled_from([200, 200, 404, -1, 2**63 - 1, 2**63, -(2**63) - 1, HTTPStatus.OK]),
+    st.lists(st.tuples(names, values), max_size=3).flatmap(lambda headers: st.sampled_from([headers, tuple(headers)])),
 )
 
 
