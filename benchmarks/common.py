@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+# The package, the demo shop and these benchmarks from this checkout, whatever else is installed:
+# every section imports this module before them.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 @dataclass
