@@ -344,7 +344,7 @@ class PersonalizeResponder:
         if self.failed or self.trace or (page is not None and page.fallbacks):
             return  # a response that fell back is made afresh next time
         ctx = self.ctx
-        if ctx is not None and ctx.consent.state == "unknown" and self._carries_a_choice():
+        if ctx is not None and ctx.consent.state == "unknown" and _carries_a_choice(ctx):
             return  # a stored choice that could not be read (tampered, expired, or from a clock ahead)
         assert self.initial_message is not None
         headers = tuple((bytes(name), bytes(value)) for name, value in self.initial_message["headers"])
@@ -353,10 +353,6 @@ class PersonalizeResponder:
         replay = Replay(source, headers, body, shown, until)
         held = len(body) + (len(source) if source is not body else 0) + sum(len(n) + len(v) for n, v in headers)
         self.responses.put(key, replay, held)
-
-    def _carries_a_choice(self) -> bool:
-        name = COOKIE_NAME.encode()
-        return any(header == b"cookie" and name in value for header, value in self.scope["headers"])
 
     def _rewrite_whole(self, body: bytes, *, cacheable: bool) -> bytes:
         """A body sent in one message, from the page cache when this page was rewritten before (if it
@@ -471,6 +467,11 @@ class PersonalizeResponder:
             # The body now differs per variant set: a weak validator that names the set.
             opaque = etag.removeprefix("W/").strip('"')
             headers["etag"] = f'W/"{opaque}-{self.page.variant_key()}"'
+
+
+def _carries_a_choice(ctx: VisitorContext) -> bool:
+    """Whether the request carries a stored choice, among the headers its context may read."""
+    return any(COOKIE_NAME in value for value in ctx.headers.getlist("cookie"))
 
 
 @functools.lru_cache(maxsize=64)
