@@ -737,8 +737,9 @@ header_parts(PyObject *header, PyObject **name, PyObject **value)
     return PyBytes_CheckExact(*name) && PyBytes_CheckExact(*value);
 }
 
-/* The headers, or of the request's those named in `wanted` (when it is not NULL), followed by
- * `end`; 0 when one is named `refuse` or one is not a pair of bytes. */
+/* The headers (of the request's, those named in `wanted` when it is not NULL), each name and
+ * value under the first two tags, then the third; 0 when one is named `refuse` or one is not a
+ * pair of bytes. */
 static int
 put_headers(Buffer *buf, PyObject *headers, PyObject *wanted, PyObject *refuse, const char tags[3])
 {
@@ -762,11 +763,11 @@ put_headers(Buffer *buf, PyObject *headers, PyObject *wanted, PyObject *refuse, 
         }
         if (wanted != NULL) {
             int found = PySet_Contains(wanted, name);
-            if (found <= 0) {
-                done = found;
-                if (found == 0) {
-                    done = 1;
-                }
+            if (found < 0) {
+                done = -1;
+                break;
+            }
+            if (found == 0) {
                 continue;
             }
             if (PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(refuse)
