@@ -214,6 +214,7 @@ def check_key_inputs(buf: bytes) -> None:
         (*base[:4], 404, base[5]),
         (*base[:5], headers[:1]),
     ]
+
     def both(case: tuple[Any, ...]) -> tuple[bytes | None, bytes | None]:
         args = (KEY_WANTED, b"x-personalize-trace", *case)
         return _speedups.key_inputs(*args), python_key_inputs(*args)
