@@ -7,7 +7,7 @@
  * Both must agree byte for byte with the pure-Python code in rewriter.py: the tests compare
  * them on generated tag soup, and fuzz/checks.py compares them on whatever the fuzzer finds.
  *
- * key_inputs() encodes what a kept response is made from; its encoding differs from the
+ * key_inputs() encodes the request values a kept response is made from; its encoding differs from the
  * pure-Python one in replay.py, but the two must tell the same inputs apart.
  */
 
@@ -638,11 +638,10 @@ ifind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* --- key_inputs -------------------------------------------------------------------------- */
 
-/* Records are a tag byte, then a length and that many bytes (or, for a number, the number
- * itself), each number in seven-bit groups, least significant first, the top bit set on all but
- * the last: so no two different sets of inputs give the same encoding, and a small response's
- * inputs fit one block of the hash. Written to a buffer on the stack, on the heap once they
- * outgrow it. */
+/* Records are a tag byte, the length (in seven-bit groups, least significant first, the top bit
+ * set on all but the last) and that many bytes: so no two different sets of inputs give the
+ * same encoding, and a small request's inputs fit one block of the hash. Written to a buffer on
+ * the stack, on the heap once they outgrow it. */
 typedef struct {
     unsigned char *data;
     Py_ssize_t size, capacity;
@@ -671,26 +670,18 @@ reserve(Buffer *buf, Py_ssize_t more)
 }
 
 static int
-put_number(Buffer *buf, char tag, uint64_t number)
+put(Buffer *buf, char tag, const void *data, Py_ssize_t len)
 {
-    if (reserve(buf, 11) < 0) {
+    if (reserve(buf, 11 + len) < 0) {
         return -1;
     }
     buf->data[buf->size++] = (unsigned char)tag;
-    while (number >= 0x80) {
-        buf->data[buf->size++] = (unsigned char)(number | 0x80);
-        number >>= 7;
+    size_t length = (size_t)len;
+    while (length >= 0x80) {
+        buf->data[buf->size++] = (unsigned char)(length | 0x80);
+        length >>= 7;
     }
-    buf->data[buf->size++] = (unsigned char)number;
-    return 1;
-}
-
-static int
-put(Buffer *buf, char tag, const void *data, Py_ssize_t len)
-{
-    if (put_number(buf, tag, (uint64_t)len) < 0 || reserve(buf, len) < 0) {
-        return -1;
-    }
+    buf->data[buf->size++] = (unsigned char)length;
     if (len) {
         memcpy(buf->data + buf->size, data, len);
         buf->size += len;
@@ -737,11 +728,10 @@ header_parts(PyObject *header, PyObject **name, PyObject **value)
     return PyBytes_CheckExact(*name) && PyBytes_CheckExact(*value);
 }
 
-/* The headers (of the request's, those named in `wanted` when it is not NULL), each name and
- * value under the first two tags, then the third; 0 when one is named `refuse` or one is not a
- * pair of bytes. */
+/* The request's headers whose names are in `wanted`, in their order, each name and value under
+ * its own tag, then an end tag; 0 when one is named `refuse` or a header is not a pair of bytes. */
 static int
-put_headers(Buffer *buf, PyObject *headers, PyObject *wanted, PyObject *refuse, const char tags[3])
+put_headers(Buffer *buf, PyObject *headers, PyObject *wanted, PyObject *refuse)
 {
     PyObject *items;
     if (PyTuple_CheckExact(headers)) {
@@ -761,58 +751,41 @@ put_headers(Buffer *buf, PyObject *headers, PyObject *wanted, PyObject *refuse, 
             done = 0;
             break;
         }
-        if (wanted != NULL) {
-            int found = PySet_Contains(wanted, name);
-            if (found < 0) {
-                done = -1;
-                break;
-            }
-            if (found == 0) {
-                continue;
-            }
-            if (PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(refuse)
-                && memcmp(PyBytes_AS_STRING(name), PyBytes_AS_STRING(refuse), PyBytes_GET_SIZE(name)) == 0) {
-                done = 0;
-                break;
-            }
+        int found = PySet_Contains(wanted, name);
+        if (found < 0) {
+            done = -1;
+            break;
         }
-        done = put(buf, tags[0], PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+        if (found == 0) {
+            continue;
+        }
+        if (PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(refuse)
+            && memcmp(PyBytes_AS_STRING(name), PyBytes_AS_STRING(refuse), PyBytes_GET_SIZE(name)) == 0) {
+            done = 0;
+            break;
+        }
+        done = put(buf, 'n', PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
         if (done == 1) {
-            done = put(buf, tags[1], PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+            done = put(buf, 'v', PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
         }
     }
     Py_DECREF(items);
-    return done == 1 ? put(buf, tags[2], NULL, 0) : done;
-}
-
-static int
-put_status(Buffer *buf, PyObject *status)
-{
-    if (!PyLong_Check(status)) {
-        return 0;
-    }
-    long long code = PyLong_AsLongLong(status);
-    if (code == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return put_number(buf, 's', (uint64_t)code);
+    return done == 1 ? put(buf, 'e', NULL, 0) : done;
 }
 
 PyDoc_STRVAR(key_inputs_doc,
-"key_inputs(wanted, refuse, headers, path, query, client, status, response_headers, /) -> bytes | None\n\n"
-"An encoding of what a kept response is made from, in which no two different sets of inputs\n"
-"give the same bytes: the request's headers whose names are in `wanted` (a set of lowercase\n"
-"bytes), in their order, the path, query and client, and the app's status and headers. None\n"
-"when a request header is named `refuse`, or when an input is not what servers and apps give\n"
-"(str path and client, bytes query, lists or tuples of (bytes, bytes) tuples, an int status):\n"
-"such a response is made afresh.");
+"key_inputs(wanted, refuse, headers, path, query, client, /) -> bytes | None\n\n"
+"An encoding of the request values a kept response is made from, in which no two different\n"
+"sets of inputs give the same bytes: the request's headers whose names are in `wanted` (a set\n"
+"of lowercase bytes), in their order, and the path, query and client. None when a request\n"
+"header is named `refuse`, or when an input is not what servers give (str path and client,\n"
+"bytes query, a list or tuple of (bytes, bytes) tuples): such a response is made afresh.");
 
 static PyObject *
 key_inputs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_Format(PyExc_TypeError, "key_inputs() takes 8 positional arguments (%zd given)", nargs);
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "key_inputs() takes 6 positional arguments (%zd given)", nargs);
         return NULL;
     }
     if (!PyFrozenSet_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
@@ -821,7 +794,7 @@ key_inputs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Buffer buf = {.size = 0, .capacity = sizeof buf.stack};
     buf.data = buf.stack;
-    int done = put_headers(&buf, args[2], args[0], args[1], "nve");
+    int done = put_headers(&buf, args[2], args[0], args[1]);
     if (done == 1) {
         done = put_str(&buf, args[3]);
     }
@@ -830,13 +803,6 @@ key_inputs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (done == 1) {
         done = put_str(&buf, args[5]);
-    }
-    if (done == 1) {
-        done = put_status(&buf, args[6]);
-    }
-    if (done == 1) {
-        /* Ended by a tag that says whether they came as a list or a tuple, as marshal tells them apart. */
-        done = put_headers(&buf, args[7], NULL, NULL, PyTuple_CheckExact(args[7]) ? "NVT" : "NVE");
     }
     PyObject *result = done < 0 ? NULL : done == 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)buf.data, buf.size);
     if (buf.data != buf.stack) {

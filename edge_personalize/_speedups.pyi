@@ -9,7 +9,5 @@ def key_inputs(
     path: Any,
     query: Any,
     client: Any,
-    status: Any,
-    response_headers: Any,
     /,
 ) -> bytes | None: ...

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
@@ -32,12 +33,13 @@ from edge_personalize.context import SignalReaders, VisitorContext
 from edge_personalize.endpoints import Endpoints
 from edge_personalize.personalizer import Page, Personalizer
 from edge_personalize.preview import PREVIEW_PARAM, Previews, Simulation
-from edge_personalize.replay import Replay, ReplayKey, key_inputs
+from edge_personalize.replay import Replay, ReplayKey, byte_pairs, key_inputs
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
 from edge_personalize.switches import Switches, open_store
 
 logger = logging.getLogger("edge_personalize")
+Keep = tuple[BoundedCache[Replay], ReplayKey]  # where a response is kept to be sent again, and its key
 TRACE_HEADER = b"x-personalize-trace"  # the owner asks for a trace of a live page with it
 FIRST_BYTES = 8 * 1024  # of a streamed body, sent before the rest of its first chunk is rewritten
 
@@ -95,10 +97,10 @@ class PersonalizeMiddleware:
         # How often each variant was shown since start, and how many views were held out: no visitor data.
         self.counts: Counter[tuple[str, str]] = Counter()
         self.endpoints = Endpoints(self)
-        # Whole responses made before, by a keyed digest of what they were made from (the path and
-        # query, the request values a context reads, never those values themselves, and the app's
-        # status and headers) and the switches, each with the app's body it was made from: twice the
-        # page cache's bound per item. Not with the site's own consent reader, which may read anything.
+        # Whole responses made before, by a keyed digest of the request values they were made from
+        # (the path and query and the headers a context reads, never those values themselves) and the
+        # switches, each with the app's status, headers and body it was made from: twice the page
+        # cache's bound per item. Not with the site's own consent reader, which may read anything.
         self.responses: BoundedCache[Replay] = BoundedCache(max_bytes=4 * 1024 * 1024, max_item_bytes=512 * 1024)
         self.replay_hasher = (
             None if consent is not None else hashlib.blake2b(key=secrets.token_bytes(32), digest_size=32)
@@ -135,11 +137,85 @@ class PersonalizeMiddleware:
             await self.app(scope, receive, send)
             return
         simulation = self._preview(scope) if query.find(self._preview_marker) != -1 else None
-        responder = PersonalizeResponder(self, plan, switches, simulation, scope, send)
-        if responder.head:
-            # HEAD must carry the headers GET would; only the rendered body can tell them.
-            scope = {**scope, "method": "GET"}
-        await self.app(scope, receive, responder.send_personalized)
+        key = self._replay_key(scope, plan, switches) if simulation is None else None
+        # Where the response may be kept: the policy's own cache as the request began (a reload
+        # meanwhile keeps nothing in the new one).
+        keep = None if key is None else (self.responses, key)
+        # HEAD must carry the headers GET would; only the rendered body can tell them.
+        app_scope = {**scope, "method": "GET"} if scope["method"] == "HEAD" else scope
+        if keep is not None:
+            kept = keep[0].get(keep[1])
+            if kept is not None:
+                await self.app(app_scope, receive, self._sending_again(kept, keep, plan, switches, scope, send))
+                return
+        fresh = PersonalizeResponder(self, plan, switches, simulation, scope, send, keep)
+        await self.app(app_scope, receive, fresh.send_personalized)
+
+    def _replay_key(self, scope: Scope, plan: RoutePlan, switches: Switches) -> ReplayKey | None:
+        """The request values a response is made from (with the app's answer, compared as it comes),
+        when the same inputs always make the same response."""
+        if self.replay_hasher is None or plan.random:
+            return None
+        client = scope.get("client") if self.readers.geoip is not None else None
+        inputs = key_inputs(
+            self.readers.request_headers,
+            TRACE_HEADER,  # the owner's trace: checked, and answered, afresh
+            scope["headers"],
+            scope["path"],
+            scope.get("query_string", b""),
+            client[0] if client else "",
+        )
+        if inputs is None:
+            return None
+        # Keyed with a secret drawn at start-up, so the digests say nothing of the values they were made from.
+        hasher = self.replay_hasher.copy()
+        hasher.update(inputs)
+        return hasher.digest(), switches.off
+
+    def _sending_again(
+        self, kept: Replay, keep: Keep, plan: RoutePlan, switches: Switches, scope: Scope, send: Send
+    ) -> Send:
+        """A `send` that sends the response kept for a request's inputs again when the app starts and
+        ends its response as it did then; the moment it does not, the response is made afresh."""
+        start: Message | None = None
+        onward: Send | None = None  # where the app's messages go once the kept response is sent, or given up
+
+        async def send_again(message: Message) -> None:
+            nonlocal start, onward
+            if onward is not None:
+                await onward(message)
+                return
+            if start is None:
+                if (
+                    message["type"] == "http.response.start"
+                    and message.get("status") == kept.status
+                    and message.get("headers") == kept.app_headers
+                ):
+                    start = message
+                    return
+            elif (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and message.get("body", b"") == kept.source
+                and (kept.until is None or self.consent.clock() < kept.until)
+            ):
+                onward = send  # whatever else the app sends, as it is
+                counts = self.counts
+                for shown in kept.shown:
+                    counts[shown] += 1
+                await send({**start, "status": kept.status, "headers": list(kept.headers)})
+                await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else kept.body})
+                return
+            # The app answers otherwise now (or what was sent no longer holds): made afresh, and that
+            # takes the kept one's place. Only a body sent in parts this time leaves the kept one be.
+            if message["type"] != "http.response.body" or not message.get("more_body", False):
+                keep[0].discard(keep[1])
+            onward = PersonalizeResponder(self, plan, switches, None, scope, send, keep).send_personalized
+            if start is not None:
+                await onward(start)
+            await onward(message)
+
+        return send_again
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def send_and_close(message: Message) -> None:
@@ -178,16 +254,15 @@ class PersonalizeMiddleware:
 class PersonalizeResponder:
     """Per-response state: holds the start message until the first body chunk decides the headers."""
 
-    # What a response may set as it goes, unset for most of them (a kept response sent again sets little).
+    # What a response may set as it goes, unset for most of them.
     trace = False
     initial_message: Message | None = None
+    app_start: tuple[Any, list[tuple[bytes, bytes]]] | None = None  # the app's status and headers, to keep
     rewriter: SlotRewriter | None = None
     page: Page | None = None
     passthrough = False
     started = False
     shareable = False  # the app lets caches share the response
-    replay_key: ReplayKey | None = None
-    replay: Replay | None = None  # kept for the same request values and the app's same headers
     shown: tuple[tuple[str, str], ...] | None = None  # what a page from the page cache showed
     now: datetime | None = None  # when the visitor's choice was read
     failed = False  # something went wrong and this visitor got (some of) the standard page
@@ -201,6 +276,7 @@ class PersonalizeResponder:
         simulation: Simulation | None,
         scope: Scope,
         send: Send,
+        keep: Keep | None,
     ) -> None:
         self.middleware = middleware
         self.plan = plan
@@ -208,34 +284,18 @@ class PersonalizeResponder:
         self.simulation = simulation
         self.scope = scope
         self.send = send
+        self.keep = keep  # where the response is kept, if it may be sent again
         self.head = scope["method"] == "HEAD"
-        # The policy's own cache, as the request began: a reload meanwhile keeps nothing in the new one.
-        self.responses = middleware.responses
 
     async def send_personalized(self, message: Message) -> None:
-        replay = self.replay
-        if replay is not None:
-            # The start message matched a kept response: the app's first body message decides.
-            self.replay = None
-            if self._replays(replay, message):
-                assert self.initial_message is not None
-                self.started = True
-                await self.send({**self.initial_message, "headers": list(replay.headers)})
-                await self.send({"type": "http.response.body", "body": b"" if self.head else replay.body})
-                return
         message_type = message["type"]
         if message_type == "http.response.start":
             # A copy, as the server would write the head now: the app may reuse (or change) its header list.
-            message = {**message, "headers": list(message.get("headers", ()))}
-            self.replay_key = key = self._replay_key(message)
-            self.replay = self.responses.get(key) if key is not None else None
-            if self.replay is not None:
-                # The app answered these request values with these exact headers before, and that
-                # response was kept: what `_inspect` said of them then holds now.
-                self.shareable = True
+            app_headers = list(message.get("headers", ()))
+            message = {**message, "headers": list(app_headers)}
+            if self._inspect(message):
                 self.initial_message = message
-            elif self._inspect(message):
-                self.initial_message = message
+                self.app_start = message["status"], app_headers
             else:
                 self.passthrough = True
                 await self.send(message)
@@ -274,8 +334,8 @@ class PersonalizeResponder:
                 headers["x-personalize-trace"] = self.page.trace()
                 elapsed = (time.perf_counter() - started) * 1000
                 headers.append("server-timing", f'personalize;dur={elapsed:.2f};desc="edge-personalize"')
-            if shareable and self.replay_key is not None:
-                self._keep(self.replay_key, source, body)
+            if shareable and self.keep is not None:
+                self._keep(self.keep, source, body)
             await self.send(self.initial_message)
             await self._send_body(body, more_body=more_body)
             if rest:
@@ -298,61 +358,25 @@ class PersonalizeResponder:
         else:
             await self.send(message)
 
-    def _replay_key(self, start: Message) -> ReplayKey | None:
-        """What this response is made from besides the app's body (the request values, the app's
-        status and headers), when the same inputs always make the same response."""
-        middleware = self.middleware
-        if middleware.replay_hasher is None or self.simulation is not None or self.plan.random:
-            return None
-        scope = self.scope
-        client = scope.get("client") if middleware.readers.geoip is not None else None
-        inputs = key_inputs(
-            middleware.readers.request_headers,
-            TRACE_HEADER,  # the owner's trace: checked, and answered, afresh
-            scope["headers"],
-            scope["path"],
-            scope.get("query_string", b""),
-            client[0] if client else "",
-            start["status"],
-            start["headers"],
-        )
-        if inputs is None:
-            return None
-        # Keyed with a secret drawn at start-up, so the digests say nothing of the values they were made from.
-        hasher = middleware.replay_hasher.copy()
-        hasher.update(inputs)
-        return hasher.digest(), self.switches.off
-
-    def _replays(self, replay: Replay, message: Message) -> bool:
-        """Whether the response kept for these inputs answers this message: the app's whole body, the
-        one it was made from, while what was sent still holds. Counted if so."""
-        if message["type"] != "http.response.body" or message.get("more_body", False):
-            return False  # not the whole body at once this time: made afresh, and the kept one stays
-        if message.get("body", b"") != replay.source or (
-            replay.until is not None and self.middleware.consent.clock() >= replay.until
-        ):
-            assert self.replay_key is not None
-            self.responses.discard(self.replay_key)  # the app's page changed, or what was sent no longer holds
-            return False
-        counts = self.middleware.counts
-        for shown in replay.shown:
-            counts[shown] += 1
-        return True
-
-    def _keep(self, key: ReplayKey, source: bytes, body: bytes) -> None:
+    def _keep(self, keep: Keep, source: bytes, body: bytes) -> None:
         page = self.page
         if self.failed or self.trace or (page is not None and page.fallbacks):
             return  # a response that fell back is made afresh next time
         ctx = self.ctx
         if ctx is not None and ctx.consent.state == "unknown" and _carries_a_choice(ctx):
             return  # a stored choice that could not be read (tampered, expired, or from a clock ahead)
-        assert self.initial_message is not None
-        headers = tuple((bytes(name), bytes(value)) for name, value in self.initial_message["headers"])
+        assert self.initial_message is not None and self.app_start is not None
+        status, app_headers = self.app_start
+        kept_app_headers, headers = byte_pairs(app_headers), byte_pairs(self.initial_message["headers"])
+        if kept_app_headers is None or headers is None:
+            return  # headers no server could send: the app's, made afresh each time
         until = settled_until(ctx.consent, self.now) if ctx is not None and self.now is not None else None
         shown = self.shown if self.shown is not None else page.shown() if page is not None else ()
-        replay = Replay(source, headers, body, shown, until)
-        held = len(body) + (len(source) if source is not body else 0) + sum(len(n) + len(v) for n, v in headers)
-        self.responses.put(key, replay, held)
+        replay = Replay(status, list(kept_app_headers), source, headers, body, shown, until)
+        held = len(body) + (len(source) if source is not body else 0)
+        held += sum(len(n) + len(v) for n, v in headers + kept_app_headers)
+        responses, key = keep
+        responses.put(key, replay, held)
 
     def _rewrite_whole(self, body: bytes, *, cacheable: bool) -> bytes:
         """A body sent in one message, from the page cache when this page was rewritten before (if it

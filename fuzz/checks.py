@@ -206,13 +206,12 @@ def check_key_inputs(buf: bytes) -> None:
     *lines, last = buf.split(b"\n")
     headers = [(name.lower(), value) for name, _, value in (line.partition(b":") for line in lines)]
     path = last.decode("utf-8", "surrogateescape")  # lone surrogates too
-    base = (headers, path, b"q=1", "127.0.0.1", 200, headers[:2])
+    base = (headers, path, b"q=1", "127.0.0.1")
     changed = [
         (headers[1:], *base[1:]),
         (headers[::-1], *base[1:]),
         (headers, path + "\u00e9", *base[2:]),
-        (*base[:4], 404, base[5]),
-        (*base[:5], headers[:1]),
+        (*base[:3], "::1"),
     ]
 
     def both(case: tuple[Any, ...]) -> tuple[bytes | None, bytes | None]:

@@ -234,20 +234,42 @@ def test_a_new_body_from_the_app_takes_the_place_of_the_kept_one(tmp_path: Path)
     assert b"intro 1" in kept.source and b"intro 1" in kept.body
 
 
+def test_a_body_sent_in_parts_is_made_afresh_and_leaves_the_kept_response(tmp_path: Path) -> None:
+    parts = iter([1, 3, 1])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body, count = PAGE.encode(), next(parts)
+        headers = [(b"content-type", b"text/html; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i in range(count):
+            piece = body[len(body) * i // count : len(body) * (i + 1) // count]
+            await send({"type": "http.response.body", "body": piece, "more_body": i < count - 1})
+
+    middleware = PersonalizeMiddleware(app, make_config(owner=OwnerSettings(switches=str(tmp_path / "s.toml"))))
+    pages = []
+    for _ in range(3):
+        sent = _asgi(middleware, (b"accept-language", b"de"))
+        pages.append(b"".join(message.get("body", b"") for message in sent[1:]))
+        [kept] = [value for value, _ in middleware.responses._items.values()]
+        assert kept.body == pages[0]
+    assert pages[0] == pages[1] == pages[2] and b"Willkommen" in pages[0]
+
+
 @pytest.mark.parametrize(
-    "second, rewritten",
+    "second, rewritten, kept",
     [
-        ({"set-cookie": "sid=2"}, True),
-        ({"cache-control": "private"}, True),
-        ({"cache-control": "no-store"}, True),
-        ({"cache-control": "no-transform"}, False),
-        ({"content-encoding": "br"}, False),
+        ({"set-cookie": "sid=2"}, True, False),
+        ({"cache-control": "private"}, True, False),
+        ({"cache-control": "no-store"}, True, False),
+        ({"cache-control": "no-transform"}, False, False),
+        ({"content-encoding": "br"}, False, False),
+        ({"x-version": "2"}, True, True),
     ],
 )
 def test_the_same_body_with_other_headers_from_the_app_is_not_answered_from_before(
-    tmp_path: Path, second: dict[str, str], rewritten: bool
+    tmp_path: Path, second: dict[str, str], rewritten: bool, kept: bool
 ) -> None:
-    headers = iter([{}, second])
+    headers = iter([{}, second, second])
 
     async def endpoint(request: Request) -> Response:
         return HTMLResponse(PAGE, headers=next(headers))
@@ -256,11 +278,15 @@ def test_the_same_body_with_other_headers_from_the_app_is_not_answered_from_befo
     middleware = PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config)
     client = TestClient(middleware)
     assert "Willkommen" in client.get("/", headers=GERMAN).text
-    response = client.get("/", headers=GERMAN)
-    for name, value in second.items():
-        assert value in response.headers.get(name, "")
-    assert ("Willkommen" in response.text) == rewritten
-    assert len(middleware.responses) == 1  # the first; the second may never be kept
+    for _ in range(2):
+        response = client.get("/", headers=GERMAN)
+        for name, value in second.items():
+            assert value in response.headers.get(name, "")
+        assert ("Willkommen" in response.text) == rewritten
+        # The first response gave way, and the second took its place if it may be kept at all.
+        assert [dict(value.app_headers).get(b"x-version") for value, _ in middleware.responses._items.values()] == (
+            [b"2"] if kept else []
+        )
 
 
 @pytest.mark.parametrize("first, then", [("GET", "HEAD"), ("HEAD", "GET")])
@@ -321,11 +347,13 @@ def test_another_status_with_the_same_headers_and_body_is_not_answered_from_befo
         return HTMLResponse(PAGE, status_code=next(statuses))
 
     config = make_config(owner=OwnerSettings(switches=str(tmp_path / "switches.toml")))
-    client = TestClient(PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config))
+    middleware = PersonalizeMiddleware(Starlette(routes=[StarletteRoute("/", endpoint)]), config)
+    client = TestClient(middleware)
     assert "Willkommen" in client.get("/", headers=GERMAN).text
     missing = client.get("/", headers=GERMAN)
     assert missing.status_code == 404
     assert missing.text == PAGE  # as the app sent it: only 200 pages are personalized
+    assert len(middleware.responses) == 0  # the app answers otherwise now: the kept response is gone
 
 
 def test_random_holdouts_are_drawn_for_every_view(tmp_path: Path) -> None:
@@ -411,12 +439,18 @@ def test_a_response_made_across_a_policy_reload_is_not_kept(secret: None, tmp_pa
     policy = tmp_path / "personalize.toml"
     shutil.copytree(SHOP / "variants", tmp_path / "variants")
     shutil.copy(SHOP / "personalize.toml", policy)
-    reload_next = [False]
+    reload_next, renamed = [False], [False]
 
     async def reloading(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and reload_next[0]:
             middleware._reload(policy)  # the policy changes while this response is being made
-        await Starlette(routes=shop.routes)(scope, receive, send)
+
+        async def renaming(message: Message) -> None:
+            if renamed[0] and message["type"] == "http.response.body":
+                message = {**message, "body": message["body"].replace(b"Everything we make", b"Everything We make")}
+            await send(message)
+
+        await Starlette(routes=shop.routes)(scope, receive, renaming)
 
     middleware = PersonalizeMiddleware(reloading, policy)
     client = TestClient(middleware)
@@ -426,6 +460,11 @@ def test_a_response_made_across_a_policy_reload_is_not_kept(secret: None, tmp_pa
     reload_next[0] = False
     client.get("/products", headers={"cf-ipcountry": "AT"})
     assert len(middleware.responses) == 1
+    # A kept response the app no longer matches, made afresh while the policy changes: kept nowhere.
+    renamed[0] = reload_next[0] = True
+    response = client.get("/products", headers={"cf-ipcountry": "AT"})
+    assert "Everything We make" in response.text and "Free shipping to Germany, Austria" in response.text
+    assert len(middleware.responses) == 0
 
 
 def test_a_page_from_the_page_cache_is_counted_each_time_it_is_sent_again(secret: None) -> None:

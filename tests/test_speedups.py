@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -162,26 +161,23 @@ def test_arguments_are_checked() -> None:
         _speedups.ifind(b"x", 0, b"")
 
 
-# key_inputs: the C encoding of a kept response's inputs must tell apart exactly what the
-# pure-Python one (replay.python_key_inputs) tells apart.
+# key_inputs: the C encoding of the request values a kept response is made from must tell apart
+# exactly what the pure-Python one (replay.python_key_inputs) tells apart.
 WANTED = frozenset({b"accept-language", b"cookie", b"x-personalize-trace"})
 TRACE = b"x-personalize-trace"
 names = st.sampled_from([b"accept-language", b"cookie", b"host", b"user-agent", b"x-personalize-trace", b""])
 values = st.sampled_from([b"", b"de", b"d", b"e", b"ede", b"\x00", b"\xff" * 3, b"v" * 300])
 texts = st.sampled_from(["", "/", "/a", "/\u00e9", "/\u20ac", "/\U0001f600", "/\udc80", "127.0.0.1", "::1"])
 key_cases = st.tuples(
-    st.lists(st.tuples(names, values), max_size=4),
+    st.lists(st.tuples(names, values), max_size=4).flatmap(lambda headers: st.sampled_from([headers, tuple(headers)])),
     texts,
     st.sampled_from([b"", b"a=1", b"a=1&b"]),
     texts,
-    st.sampled_from([200, 200, 404, -1, 2**63 - 1, 2**63, -(2**63) - 1, HTTPStatus.OK]),
-    st.lists(st.tuples(names, values), max_size=3).flatmap(lambda headers: st.sampled_from([headers, tuple(headers)])),
 )
 
 
 def _both(case: tuple[Any, ...]) -> tuple[bytes | None, bytes | None]:
-    request, path, query, client, status, response = case
-    args = (WANTED, TRACE, request, path, query, client, status, response)
+    args = (WANTED, TRACE, *case)
     return _speedups.key_inputs(*args), replay.python_key_inputs(*args)
 
 
@@ -196,7 +192,7 @@ def test_key_inputs_tell_apart_what_the_python_encoding_tells_apart(
     assert (native_one is None) == (python_one is None)
     assert (native_one == native_other) == (python_one == python_other)
     if native_one is not None and native_other is not None:
-        # Equal exactly when what a response is made from is equal.
+        # Equal exactly when the request values a response is made from are equal.
         picked_one = [header for header in one[0] if header[0] in WANTED]
         picked_other = [header for header in other[0] if header[0] in WANTED]
         same = picked_one == picked_other and one[1:] == other[1:]
@@ -206,17 +202,14 @@ def test_key_inputs_tell_apart_what_the_python_encoding_tells_apart(
 @needs_speedups
 def test_key_inputs_pick_the_wanted_headers_in_order_and_refuse_the_trace() -> None:
     def key(request: list[tuple[bytes, bytes]]) -> bytes | None:
-        return _speedups.key_inputs(WANTED, TRACE, request, "/", b"", "", 200, [])
+        return _speedups.key_inputs(WANTED, TRACE, request, "/", b"", "")
 
     base = key([(b"accept-language", b"de"), (b"cookie", b"a=b")])
     assert base is not None
     assert key([(b"host", b"x"), (b"accept-language", b"de"), (b"user-agent", b"y"), (b"cookie", b"a=b")]) == base
     assert key([(b"cookie", b"a=b"), (b"accept-language", b"de")]) != base
     assert key([(b"accept-language", b"de"), (b"x-personalize-trace", b"1")]) is None
-    assert (
-        _speedups.key_inputs(WANTED, TRACE, ((b"accept-language", b"de"), (b"cookie", b"a=b")), "/", b"", "", 200, [])
-        == base
-    )
+    assert _speedups.key_inputs(WANTED, TRACE, ((b"accept-language", b"de"), (b"cookie", b"a=b")), "/", b"", "") == base
 
 
 class _Bytes(bytes):
@@ -227,33 +220,31 @@ class _Bytes(bytes):
 @pytest.mark.parametrize(
     "case",
     [
-        ([[b"accept-language", b"de"]], "/", b"", "", 200, []),  # a header as a list
-        ([], "/", b"", "", 200, [(b"content-type", "text/html")]),  # a str value
-        ([], "/", b"", "", 200, [(_Bytes(b"content-type"), b"text/html")]),  # a subclass, whose methods could run
-        ([], "/", b"", "", "200", []),
-        ([], "/", b"", "", 2**64, []),
-        ([], b"/", b"", "", 200, []),
-        ([], "/", "", "", 200, []),
-        (iter([]), "/", b"", "", 200, []),
-        ([], "/", b"", "", 200, [(b"a", b"b", b"c")]),
+        ([[b"accept-language", b"de"]], "/", b"", ""),  # a header as a list
+        ([(b"accept-language", "de")], "/", b"", ""),  # a str value
+        ([(_Bytes(b"cookie"), b"a=b")], "/", b"", ""),  # a subclass, whose methods could run
+        ([(b"cookie", b"a=b", b"c")], "/", b"", ""),
+        ([], b"/", b"", ""),
+        ([], "/", "", ""),
+        ([], "/", b"", None),
+        (iter([]), "/", b"", ""),
     ],
 )
-def test_key_inputs_leave_to_be_made_afresh_what_no_server_or_app_should_give(case: tuple[Any, ...]) -> None:
-    request, path, query, client, status, response = case
-    assert _speedups.key_inputs(WANTED, TRACE, request, path, query, client, status, response) is None
+def test_key_inputs_leave_to_be_made_afresh_what_no_server_should_give(case: tuple[Any, ...]) -> None:
+    assert _speedups.key_inputs(WANTED, TRACE, *case) is None
 
 
 @needs_speedups
 def test_key_inputs_grow_past_their_first_buffer() -> None:
     request = [(b"cookie", bytes([i % 256]) * 1000) for i in range(40)]
-    one = _speedups.key_inputs(WANTED, TRACE, request, "/", b"", "", 200, [])
-    other = _speedups.key_inputs(WANTED, TRACE, [*request[:-1], (b"cookie", b"\x01" * 1000)], "/", b"", "", 200, [])
+    one = _speedups.key_inputs(WANTED, TRACE, request, "/", b"", "")
+    other = _speedups.key_inputs(WANTED, TRACE, [*request[:-1], (b"cookie", b"\x01" * 1000)], "/", b"", "")
     assert one is not None and other is not None and one != other and len(one) > 40_000
 
 
 @needs_speedups
 def test_key_inputs_arguments_are_checked() -> None:
     with pytest.raises(TypeError):
-        _speedups.key_inputs(set(WANTED), TRACE, [], "/", b"", "", 200, [])  # type: ignore[arg-type]
+        _speedups.key_inputs(set(WANTED), TRACE, [], "/", b"", "")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        _speedups.key_inputs(WANTED, TRACE, [], "/", b"", "", 200)  # type: ignore[call-arg]
+        _speedups.key_inputs(WANTED, TRACE, [], "/", b"")  # type: ignore[call-arg]
