@@ -123,21 +123,12 @@ class PersonalizeMiddleware:
             await self.endpoints(scope, receive, send)
             return
         plan = self.routes.match(path)
+        if plan is None or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
         query: bytes = scope.get("query_string", b"")
-        # `find`, not `in`: on bytes, `in` first tries its operand as an integer, at the price of an exception.
-        if (
-            plan is None
-            or scope["method"] not in ("GET", "HEAD")
-            or (query.find(self._standard_marker) != -1 and self._standard(query))
-        ):
-            await self.app(scope, receive, send)
-            return
         switches = self.switches.current()
-        if not switches.personalizes(plan.route.path):
-            await self.app(scope, receive, send)
-            return
-        simulation = self._preview(scope) if query.find(self._preview_marker) != -1 else None
-        key = self._replay_key(scope, plan, switches) if simulation is None else None
+        key = self._replay_key(scope, query, plan, switches)
         # Where the response may be kept: the policy's own cache as the request began (a reload
         # meanwhile keeps nothing in the new one).
         keep = None if key is None else (self.responses, key)
@@ -146,15 +137,23 @@ class PersonalizeMiddleware:
         if keep is not None:
             kept = keep[0].get(keep[1])
             if kept is not None:
+                # Made for this path and query, under this policy and these switches: the checks
+                # below passed for it then, and pass again.
                 await self.app(app_scope, receive, self._sending_again(kept, keep, plan, switches, scope, send))
                 return
+        # `find`, not `in`: on bytes, `in` first tries its operand as an integer, at the price of an exception.
+        standard = query.find(self._standard_marker) != -1 and self._standard(query)
+        if standard or not switches.personalizes(plan.route.path):
+            await self.app(scope, receive, send)
+            return
+        simulation = self._preview(scope) if query.find(self._preview_marker) != -1 else None
         fresh = PersonalizeResponder(self, plan, switches, simulation, scope, send, keep)
         await self.app(app_scope, receive, fresh.send_personalized)
 
-    def _replay_key(self, scope: Scope, plan: RoutePlan, switches: Switches) -> ReplayKey | None:
+    def _replay_key(self, scope: Scope, query: bytes, plan: RoutePlan, switches: Switches) -> ReplayKey | None:
         """The request values a response is made from (with the app's answer, compared as it comes),
-        when the same inputs always make the same response."""
-        if self.replay_hasher is None or plan.random:
+        when the same inputs always make the same response: never with a preview token, valid or not."""
+        if self.replay_hasher is None or plan.random or query.find(self._preview_marker) != -1:
             return None
         client = scope.get("client") if self.readers.geoip is not None else None
         inputs = key_inputs(
@@ -162,7 +161,7 @@ class PersonalizeMiddleware:
             TRACE_HEADER,  # the owner's trace: checked, and answered, afresh
             scope["headers"],
             scope["path"],
-            scope.get("query_string", b""),
+            query,
             client[0] if client else "",
         )
         if inputs is None:

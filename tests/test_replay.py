@@ -31,6 +31,7 @@ from edge_personalize import middleware as middleware_module
 from edge_personalize.cache import BoundedCache
 from edge_personalize.consent import COOKIE_NAME
 from edge_personalize.native import speedups
+from edge_personalize.preview import Simulation
 from edge_personalize.replay import python_key_inputs
 from tests.conftest import DATA, PAGE, SECRET, make_config
 
@@ -394,6 +395,25 @@ def test_the_owners_trace_is_never_answered_from_before(secret: None) -> None:
     clock = Clock()
     kept, _, middleware = shop_pair(clock)
     kept.get("/", headers={"x-personalize-trace": "1", "accept-language": "de"})
+    assert len(middleware.responses) == 0
+
+
+def test_a_preview_link_not_valid_yet_is_never_answered_from_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    middleware = _middleware(tmp_path)
+    soon = time.time() + 60
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: soon)
+    link = middleware.previews.link("/", Simulation.from_values({"language": "de"}))  # signed by a clock ahead
+    monkeypatch.undo()
+    client = TestClient(middleware)
+    early = client.get(link, headers={"accept-language": "fr"})
+    assert "x-personalize-trace" not in early.headers and "Willkommen" not in early.text
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: soon + 1)
+    due = client.get(link, headers={"accept-language": "fr"})
+    assert "x-personalize-trace" in due.headers and "Willkommen" in due.text
     assert len(middleware.responses) == 0
 
 
