@@ -103,9 +103,9 @@ async def _measure(smoke: bool) -> Section:
     section.notes.append(
         "GET / with Accept-Language: de on one keep-alive connection;"
         f" {rounds} rounds of {per_round} requests, the apps taking turns (in reverse order every other"
-        " round). The least replaying middleware (`floor_shop.py`) wraps `send`, digests the request's"
-        " headers and the app's as the middleware does, and sends the personalized page's bytes: no"
-        " route table, switches, consent, policy or bounded cache."
+        " round). The least replaying middleware (`floor_shop.py`) digests the request's headers as the"
+        " middleware does, wraps `send`, compares the app's answer with the one it saw and sends the"
+        " personalized page's bytes: no route table, switches, consent, policy or bounded cache."
     )
     return section
 
