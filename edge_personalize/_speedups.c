@@ -7,8 +7,8 @@
  * Both must agree byte for byte with the pure-Python code in rewriter.py: the tests compare
  * them on generated tag soup, and fuzz/checks.py compares them on whatever the fuzzer finds.
  *
- * key_inputs() encodes the request values a kept response is made from; its encoding differs from the
- * pure-Python one in replay.py, but the two must tell the same inputs apart.
+ * key_inputs() encodes the request values a kept response is made from; its encoding differs
+ * from the pure-Python one in replay.py, but the two must tell the same inputs apart.
  */
 
 #define PY_SSIZE_T_CLEAN
