@@ -439,7 +439,8 @@ class PersonalizeResponder:
             return False
         if b"private" in cache_control or b"no-store" in cache_control:
             self.shareable = False
-        return rewritable_type(content_type)
+        # Only bytes can be read here: any other value goes out as the app gave it, for the server to judge.
+        return isinstance(content_type, bytes) and rewritable_type(content_type)
 
     def _prepare(self, headers: MutableHeaders) -> None:
         """Make the headers true for every visitor context, and set up the rewriter if this visitor gets one."""

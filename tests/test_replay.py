@@ -322,6 +322,28 @@ def test_headers_the_app_changes_after_its_start_message_are_never_sent(tmp_path
         assert not any(name == b"set-cookie" for name, _ in sent[0]["headers"])
 
 
+@pytest.mark.parametrize(
+    "headers, rewritten",
+    [
+        ([[b"content-type", b"text/html; charset=utf-8"]], True),
+        ([(b"content-type", b"text/html; charset=utf-8"), (b"x-version", bytearray(b"1"))], True),
+        ([(b"content-type", bytearray(b"text/html; charset=utf-8"))], False),  # as the app gave it
+    ],
+)
+def test_headers_given_as_other_objects_than_bytes_pairs_are_never_kept(
+    tmp_path: Path, headers: list[Any], rewritten: bool
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": PAGE.encode()})
+
+    middleware = PersonalizeMiddleware(app, make_config(owner=OwnerSettings(switches=str(tmp_path / "s.toml"))))
+    for _ in range(2):
+        sent = _asgi(middleware, (b"accept-language", b"de"))
+        assert (b"Willkommen" in sent[1]["body"]) == rewritten
+    assert len(middleware.responses) == 0
+
+
 def test_a_status_given_as_an_http_status_is_kept_too(tmp_path: Path) -> None:
     async def endpoint(request: Request) -> Response:
         return HTMLResponse(PAGE, status_code=HTTPStatus.OK)
