@@ -427,6 +427,9 @@ class PersonalizeResponder:
         cache_control: list[bytes] = []
         self.shareable = True
         for name, value in message.get("headers", ()):
+            if not isinstance(value, (bytes, bytearray)):
+                return False  # only bytes can be read here: the response goes out as the app gave it
+            value = bytes(value)
             if name == b"content-type":
                 content_type = content_type or value
             elif name == b"content-encoding":
@@ -439,8 +442,7 @@ class PersonalizeResponder:
             return False
         if b"private" in cache_control or b"no-store" in cache_control:
             self.shareable = False
-        # Only bytes can be read here: any other value goes out as the app gave it, for the server to judge.
-        return isinstance(content_type, bytes) and rewritable_type(content_type)
+        return rewritable_type(content_type)
 
     def _prepare(self, headers: MutableHeaders) -> None:
         """Make the headers true for every visitor context, and set up the rewriter if this visitor gets one."""

@@ -327,7 +327,8 @@ def test_headers_the_app_changes_after_its_start_message_are_never_sent(tmp_path
     [
         ([[b"content-type", b"text/html; charset=utf-8"]], True),
         ([(b"content-type", b"text/html; charset=utf-8"), (b"x-version", bytearray(b"1"))], True),
-        ([(b"content-type", bytearray(b"text/html; charset=utf-8"))], False),  # as the app gave it
+        ([(b"content-type", bytearray(b"text/html; charset=utf-8"))], True),
+        ([(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", "public")], False),  # as given
     ],
 )
 def test_headers_given_as_other_objects_than_bytes_pairs_are_never_kept(
