@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,14 @@ def per_call_each(funcs: dict[str, Callable[[], object]], *, min_time: float, re
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
+
+
+def median_ratio(tops: Iterable[float | None], bottoms: Iterable[float | None]) -> float | None:
+    """The median of each pair's ratio: two things measured side by side, round after round, so
+    that a drift in the machine's speed between rounds cancels out of each ratio."""
+    shares = (ratio(top, bottom) for top, bottom in zip(tops, bottoms, strict=True))
+    found = [share for share in shares if share is not None]
+    return statistics.median(found) if found else None
 
 
 def verdict(met: bool | None) -> str:

@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from common import Row, Section, ratio, run_alone
+from common import Row, Section, median_ratio, ratio, run_alone
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {
@@ -172,16 +172,14 @@ def measure(smoke: bool = False) -> Section:
     rps = median("rps")
     # Each round's ratio compares apps measured seconds apart, so a change in the machine's speed
     # between rounds (here it drifts by more than the difference measured) cancels out of it.
-    paired: dict[str, float | str | None] = {}
-    for name, results in rounds_of.items():
-        if name != "bare app":
-            shares = [
-                ratio(mine["rps"], bare["rps"]) for mine, bare in zip(results, rounds_of["bare app"], strict=True)
-            ]
-            found = [share for share in shares if share is not None]
-            paired[f"{SHORT.get(name, name.removeprefix('with '))} ÷ bare"] = (
-                statistics.median(found) if found else None
-            )
+    bare_rps = [result["rps"] for result in rounds_of["bare app"]]
+    paired: dict[str, float | str | None] = {
+        f"{SHORT.get(name, name.removeprefix('with '))} ÷ bare": median_ratio(
+            [result["rps"] for result in results], bare_rps
+        )
+        for name, results in rounds_of.items()
+        if name != "bare app"
+    }
     section.rows.append(Row("requests/s, median of the rounds", _against_bare(rps)))
     share = paired["middleware ÷ bare"]
     judged = share if isinstance(share, float) and not problems else None

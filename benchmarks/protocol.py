@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-from common import Row, Section, ratio, run_alone
+from common import Row, Section, median_ratio, ratio, run_alone
 from network import APPS
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -95,10 +95,7 @@ async def _measure(smoke: bool) -> Section:
     bare = median["bare app"]
     section.rows.append(Row("per request (median)", dict(median)))
     section.rows.append(Row("requests/s ÷ bare app's", {name: ratio(bare, value) for name, value in median.items()}))
-    paired = {
-        name: statistics.median(bare_time / own for bare_time, own in zip(times["bare app"], values, strict=True))
-        for name, values in times.items()
-    }
+    paired = {name: median_ratio(times["bare app"], values) for name, values in times.items()}
     section.rows.append(Row("requests/s ÷ bare app's in the same round, median", paired))
     section.notes.append(
         "GET / with Accept-Language: de on one keep-alive connection;"
