@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -35,6 +36,7 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)  # what the rows were computed from, for the JSON
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class Section:
                 {"case": r.case, "values": r.values, "target": r.target, "met": r.met, "measured": r.measured}
                 for r in self.rows
             ],
+            "raw": self.raw,
         }
 
 
@@ -84,12 +87,31 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def median_ratio(tops: Iterable[float | None], bottoms: Iterable[float | None]) -> float | None:
-    """The median of each pair's ratio: two things measured side by side, round after round, so
-    that a drift in the machine's speed between rounds cancels out of each ratio."""
+def paired_ratios(tops: Iterable[float | None], bottoms: Iterable[float | None]) -> list[float]:
+    """Each pair's ratio: two things measured side by side, round after round, so that a drift in
+    the machine's speed between rounds cancels out of each ratio."""
     shares = (ratio(top, bottom) for top, bottom in zip(tops, bottoms, strict=True))
-    found = [share for share in shares if share is not None]
+    return [share for share in shares if share is not None]
+
+
+def median_ratio(tops: Iterable[float | None], bottoms: Iterable[float | None]) -> float | None:
+    """The median of each pair's ratio (`paired_ratios`)."""
+    found = paired_ratios(tops, bottoms)
     return statistics.median(found) if found else None
+
+
+def median_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """An interval that holds the median of what `values` sample with at least `confidence`,
+    whatever their distribution: the k-th smallest and k-th largest value, for the largest k such
+    that fewer than k of n values fall below the median with probability at most (1 - confidence)
+    / 2 (a binomial count). None when there are too few values for that confidence."""
+    ordered = sorted(values)
+    n = len(ordered)
+    k, below = 0, 0.0
+    while k < n and below + math.comb(n, k) / 2**n <= (1 - confidence) / 2:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    return None if k == 0 else (ordered[k - 1], ordered[n - k])
 
 
 def verdict(met: bool | None) -> str:
@@ -135,10 +157,14 @@ def table(section: Section) -> str:
     return "\n".join(lines)
 
 
-def run_alone(doc: str | None, measure: Callable[[bool], Section], smoke: str) -> None:
-    """`python benchmarks/NAME.py [--smoke]`: one section, printed as its table."""
+def run_alone(doc: str | None, measure: Callable[..., Section], smoke: str, *, rounds: int | None = None) -> None:
+    """`python benchmarks/NAME.py [--smoke]`: one section, printed as its table; with `rounds`, the
+    section takes `--rounds N` (that many by default) and is measured with `rounds=N`."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--smoke", action="store_true", help=smoke)
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds of the apps taking turns ({rounds})")
+    args = parser.parse_args()
     # The demo shop refuses to start without a secret; any value does for measuring.
     os.environ.setdefault("EDGE_PERSONALIZE_SECRET", "benchmark-secret-0123456789abcdef")
-    print(table(measure(parser.parse_args().smoke)))
+    print(table(measure(args.smoke) if rounds is None else measure(args.smoke, rounds=args.rounds)))

@@ -1,10 +1,12 @@
-"""The demo shop over the network, with and without the middleware: `python benchmarks/network.py [--smoke]`.
+"""The demo shop over the network, with and without the middleware: `python benchmarks/network.py`.
 
 Four uvicorn servers on this machine, `examples.shop.app:app`, the same routes without the
 middleware (`benchmarks.bare_shop:app`), those routes sending the personalized page's bytes
 without the middleware (`benchmarks.same_bytes_shop:app`), and behind the least a middleware that
 sends kept responses again can do (`benchmarks.floor_shop:app`), each loaded in turn by wrk with
 `Accept-Language: de` so that the home page is personalized. Needs wrk (Debian: apt install wrk).
+`--smoke` for one short round, `--rounds N` for more rounds than the 20 of the table (a narrower
+interval around the judged median).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from common import Row, Section, median_ratio, ratio, run_alone
+from common import Row, Section, median_interval, paired_ratios, ratio, run_alone
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {
@@ -35,6 +37,7 @@ APPS = {
     "with middleware": "examples.shop.app:app",
 }
 HEADER = ("Accept-Language", "de")
+ROUNDS = 20
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -68,7 +71,8 @@ def _pinned(cpu: int) -> list[str]:
 def serve(app: str, log: IO[bytes]) -> Iterator[int]:
     port = _free_port()
     command = [*_pinned(SERVER_CPU), sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning"]
+    # h11 named, so that the servers are the same whether or not httptools is installed.
+    command += ["--http", "h11", "--no-access-log", "--log-level", "warning"]
     # The server's errors go to a file: one per failing request would drown the tables.
     server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
     try:
@@ -124,12 +128,12 @@ def _against_bare(values: dict[str, float | None]) -> dict[str, float | None]:
     return {**values, **{name: value for name, value in ratios.items() if name != "bare app ÷ bare"}}
 
 
-def measure(smoke: bool = False) -> Section:
+def measure(smoke: bool = False, rounds: int = ROUNDS) -> Section:
     section = Section("3. Demo shop over the network (uvicorn + wrk)", "requests/s, latency in ms")
     if shutil.which("wrk") is None:
         section.skipped = "wrk is not installed (Debian: apt install wrk)"
         return section
-    seconds, rounds, connections = (1, 2, 8) if smoke else (3, 20, 32)
+    seconds, rounds, connections = (1, 2, 8) if smoke else (3, rounds, 32)
     rounds_of: dict[str, list[dict[str, Any]]] = {name: [] for name in APPS}  # wrk's results, round by round
     with tempfile.TemporaryFile() as log, ExitStack() as servers:
         ports = {name: servers.enter_context(serve(app, log)) for name, app in APPS.items()}
@@ -173,28 +177,42 @@ def measure(smoke: bool = False) -> Section:
     # Each round's ratio compares apps measured seconds apart, so a change in the machine's speed
     # between rounds (here it drifts by more than the difference measured) cancels out of it.
     bare_rps = [result["rps"] for result in rounds_of["bare app"]]
-    paired: dict[str, float | str | None] = {
-        f"{SHORT.get(name, name.removeprefix('with '))} ÷ bare": median_ratio(
+    shares = {
+        f"{SHORT.get(name, name.removeprefix('with '))} ÷ bare": paired_ratios(
             [result["rps"] for result in results], bare_rps
         )
         for name, results in rounds_of.items()
         if name != "bare app"
     }
+    paired: dict[str, float | str | None] = {
+        name: statistics.median(found) if found else None for name, found in shares.items()
+    }
+    intervals = {name: median_interval(found) for name, found in shares.items()}
     section.rows.append(Row("requests/s, median of the rounds", _against_bare(rps)))
-    share = paired["middleware ÷ bare"]
+    share, interval = paired["middleware ÷ bare"], intervals["middleware ÷ bare"]
     judged = share if isinstance(share, float) and not problems else None
+    # Rounded down: a share just below the target never reads as reaching it.
+    measured = "invalid run" if judged is None else f"{math.floor(judged * 1000) / 10:.1f}% of bare"
+    if judged is not None and interval is not None:
+        measured += f" (95% interval {interval[0]:.1%} to {interval[1]:.1%})"
     section.rows.append(
         Row(
             "requests/s ÷ bare app's in the same round, median",
             paired,
             target="≥ 90% of bare",
             met=None if judged is None else judged >= 0.9,
-            # Rounded down: a share just below the target never reads as reaching it.
-            measured="invalid run" if judged is None else f"{math.floor(judged * 1000) / 10:.1f}% of bare",
+            measured=measured,
         )
     )
-    for problem in problems:
-        section.notes.append(f"Invalid run, not judged: {problem}.")
+    section.rows.append(
+        Row(
+            "95% interval of that median",
+            {name: None if found is None else f"{found[0]:.2f} to {found[1]:.2f}" for name, found in intervals.items()},
+        )
+    )
+    section.raw["requests/s by round"] = {
+        name: [result["rps"] for result in results] for name, results in rounds_of.items()
+    }
     best = {name: max(result["rps"] for result in results) for name, results in rounds_of.items()}
     section.rows.append(Row("requests/s, best round", _against_bare(best)))
     for p in ("p50", "p90", "p99"):
@@ -209,14 +227,16 @@ def measure(smoke: bool = False) -> Section:
         " bytes (the price of being such a middleware at all)."
         f" wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds in which the apps take turns (in reverse"
         " order every other round), judged on the median of each round's ratio to the bare app (the"
-        " machine's speed drifts between rounds, and the best rounds scatter most); one uvicorn worker each"
+        " machine's speed drifts between rounds, and the best rounds scatter most). The interval holds"
+        " the median of such ratios with 95% confidence, whatever their distribution (order statistics"
+        " of the rounds); it narrows with `--rounds`. One uvicorn worker each (h11)"
         + (f", servers on CPU {SERVER_CPU} and wrk on CPU {LOAD_CPU} (taskset)." if _pinned(0) else ".")
     )
     return section
 
 
 def main() -> None:
-    run_alone(__doc__, measure, "one short round")
+    run_alone(__doc__, measure, "one short round", rounds=ROUNDS)
 
 
 if __name__ == "__main__":
