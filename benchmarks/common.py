@@ -157,14 +157,19 @@ def table(section: Section) -> str:
     return "\n".join(lines)
 
 
-def run_alone(doc: str | None, measure: Callable[..., Section], smoke: str, *, rounds: int | None = None) -> None:
-    """`python benchmarks/NAME.py [--smoke]`: one section, printed as its table; with `rounds`, the
-    section takes `--rounds N` (that many by default) and is measured with `rounds=N`."""
+def run_alone(
+    doc: str | None,
+    measure: Callable[..., Section],
+    smoke: str,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """`python benchmarks/NAME.py [--smoke]`: one section, printed as its table. `options` adds the
+    section's own arguments, which `measure` receives by name."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--smoke", action="store_true", help=smoke)
-    if rounds is not None:
-        parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds of the apps taking turns ({rounds})")
-    args = parser.parse_args()
+    if options is not None:
+        options(parser)
+    arguments = vars(parser.parse_args())
     # The demo shop refuses to start without a secret; any value does for measuring.
     os.environ.setdefault("EDGE_PERSONALIZE_SECRET", "benchmark-secret-0123456789abcdef")
-    print(table(measure(args.smoke) if rounds is None else measure(args.smoke, rounds=args.rounds)))
+    print(table(measure(**arguments)))

@@ -6,12 +6,14 @@ without the middleware (`benchmarks.same_bytes_shop:app`), and behind the least 
 sends kept responses again can do (`benchmarks.floor_shop:app`), each loaded in turn by wrk with
 `Accept-Language: de` so that the home page is personalized. Needs wrk (Debian: apt install wrk).
 `--smoke` for one short round, `--rounds N` for more rounds than the 20 of the table (a narrower
-interval around the judged median).
+interval around the judged median), `--uvicorn standard` for uvicorn with httptools and uvloop.
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
+import importlib.util
 import math
 import os
 import re
@@ -38,6 +40,9 @@ APPS = {
 }
 HEADER = ("Accept-Language", "de")
 ROUNDS = 20
+# uvicorn as `pip install uvicorn` runs it, and as `pip install 'uvicorn[standard]'` does: named on the
+# command line, so that the servers are the same whatever else is installed.
+SERVERS = {"plain": ("h11", "asyncio"), "standard": ("httptools", "uvloop")}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -68,11 +73,11 @@ def _pinned(cpu: int) -> list[str]:
 
 
 @contextmanager
-def serve(app: str, log: IO[bytes]) -> Iterator[int]:
+def serve(app: str, log: IO[bytes], uvicorn: str = "plain") -> Iterator[int]:
     port = _free_port()
     command = [*_pinned(SERVER_CPU), sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    # h11 named, so that the servers are the same whether or not httptools is installed.
-    command += ["--http", "h11", "--no-access-log", "--log-level", "warning"]
+    http, loop = SERVERS[uvicorn]
+    command += ["--http", http, "--loop", loop, "--no-access-log", "--log-level", "warning"]
     # The server's errors go to a file: one per failing request would drown the tables.
     server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
     try:
@@ -128,15 +133,19 @@ def _against_bare(values: dict[str, float | None]) -> dict[str, float | None]:
     return {**values, **{name: value for name, value in ratios.items() if name != "bare app ÷ bare"}}
 
 
-def measure(smoke: bool = False, rounds: int = ROUNDS) -> Section:
+def measure(smoke: bool = False, rounds: int = ROUNDS, uvicorn: str = "plain") -> Section:
     section = Section("3. Demo shop over the network (uvicorn + wrk)", "requests/s, latency in ms")
     if shutil.which("wrk") is None:
         section.skipped = "wrk is not installed (Debian: apt install wrk)"
         return section
+    missing = [name for name in SERVERS[uvicorn] if importlib.util.find_spec(name) is None]
+    if missing:
+        section.skipped = f"{' and '.join(missing)} not installed (pip install 'uvicorn[standard]')"
+        return section
     seconds, rounds, connections = (1, 2, 8) if smoke else (3, rounds, 32)
     rounds_of: dict[str, list[dict[str, Any]]] = {name: [] for name in APPS}  # wrk's results, round by round
     with tempfile.TemporaryFile() as log, ExitStack() as servers:
-        ports = {name: servers.enter_context(serve(app, log)) for name, app in APPS.items()}
+        ports = {name: servers.enter_context(serve(app, log, uvicorn)) for name, app in APPS.items()}
         pages = {name: _get(port) for name, port in ports.items()}
         problems = []
         if b"Willkommen" not in pages["with middleware"] or b"Willkommen" in pages["bare app"]:
@@ -229,14 +238,25 @@ def measure(smoke: bool = False, rounds: int = ROUNDS) -> Section:
         " order every other round), judged on the median of each round's ratio to the bare app (the"
         " machine's speed drifts between rounds, and the best rounds scatter most). The interval holds"
         " the median of such ratios with 95% confidence, whatever their distribution (order statistics"
-        " of the rounds); it narrows with `--rounds`. One uvicorn worker each (h11)"
+        " of the rounds); it narrows with `--rounds`."
+        f" One uvicorn worker each ({' and '.join(SERVERS[uvicorn])})"
         + (f", servers on CPU {SERVER_CPU} and wrk on CPU {LOAD_CPU} (taskset)." if _pinned(0) else ".")
     )
     return section
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of the apps taking turns ({ROUNDS})")
+    parser.add_argument(
+        "--uvicorn",
+        choices=tuple(SERVERS),
+        default="plain",
+        help="plain: h11 and asyncio (the default); standard: httptools and uvloop, as uvicorn[standard] runs",
+    )
+
+
 def main() -> None:
-    run_alone(__doc__, measure, "one short round", rounds=ROUNDS)
+    run_alone(__doc__, measure, "one short round", _options)
 
 
 if __name__ == "__main__":
