@@ -219,6 +219,8 @@ def measure(smoke: bool = False, rounds: int = ROUNDS, uvicorn: str = "plain") -
             {name: None if found is None else f"{found[0]:.2f} to {found[1]:.2f}" for name, found in intervals.items()},
         )
     )
+    for problem in problems:
+        section.notes.append(f"Invalid run, not judged: {problem}.")
     section.raw["requests/s by round"] = {
         name: [result["rps"] for result in results] for name, results in rounds_of.items()
     }
