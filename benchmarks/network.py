@@ -247,8 +247,14 @@ def measure(smoke: bool = False, rounds: int = ROUNDS, uvicorn: str = "plain") -
     return section
 
 
+def _rounds(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of rounds, at least 1, not {value!r}")
+    return int(value)
+
+
 def _options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of the apps taking turns ({ROUNDS})")
+    parser.add_argument("--rounds", type=_rounds, default=ROUNDS, help=f"rounds of the apps taking turns ({ROUNDS})")
     parser.add_argument(
         "--uvicorn",
         choices=tuple(SERVERS),
