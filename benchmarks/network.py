@@ -12,6 +12,7 @@ interval around the judged median), `--uvicorn standard` for uvicorn with httpto
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import importlib.util
 import math
@@ -24,10 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from common import Row, Section, median_interval, paired_ratios, ratio, run_alone
 
@@ -44,6 +45,7 @@ ROUNDS = 20
 # command line, so that the servers are the same whatever else is installed.
 SERVERS = {"plain": ("h11", "asyncio"), "standard": ("httptools", "uvloop")}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -138,9 +140,8 @@ def measure(smoke: bool = False, rounds: int = ROUNDS, uvicorn: str = "plain") -
     if shutil.which("wrk") is None:
         section.skipped = "wrk is not installed (Debian: apt install wrk)"
         return section
-    missing = [name for name in SERVERS[uvicorn] if importlib.util.find_spec(name) is None]
-    if missing:
-        section.skipped = f"{' and '.join(missing)} not installed (pip install 'uvicorn[standard]')"
+    section.skipped = missing(uvicorn)
+    if section.skipped:
         return section
     seconds, rounds, connections = (1, 2, 8) if smoke else (3, rounds, 32)
     rounds_of: dict[str, list[dict[str, Any]]] = {name: [] for name in APPS}  # wrk's results, round by round
@@ -247,6 +248,30 @@ def measure(smoke: bool = False, rounds: int = ROUNDS, uvicorn: str = "plain") -
     return section
 
 
+def missing(uvicorn: str) -> str | None:
+    """Why the servers of that kind cannot run here, if they cannot."""
+    absent = [name for name in SERVERS[uvicorn] if importlib.util.find_spec(name) is None]
+    return f"{' and '.join(absent)} not installed (pip install 'uvicorn[standard]')" if absent else None
+
+
+def run_loop(main: Coroutine[Any, Any, T], uvicorn: str) -> T:
+    """Run `main` in the event loop those servers use."""
+    if SERVERS[uvicorn][1] == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
+def uvicorn_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--uvicorn",
+        choices=tuple(SERVERS),
+        default="plain",
+        help="plain: h11 and asyncio (the default); standard: httptools and uvloop, as uvicorn[standard] runs",
+    )
+
+
 def _rounds(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"a whole number of rounds, at least 1, not {value!r}")
@@ -255,12 +280,7 @@ def _rounds(value: str) -> int:
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=_rounds, default=ROUNDS, help=f"rounds of the apps taking turns ({ROUNDS})")
-    parser.add_argument(
-        "--uvicorn",
-        choices=tuple(SERVERS),
-        default="plain",
-        help="plain: h11 and asyncio (the default); standard: httptools and uvloop, as uvicorn[standard] runs",
-    )
+    uvicorn_option(parser)
 
 
 def main() -> None:

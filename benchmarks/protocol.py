@@ -6,6 +6,7 @@ behind uvicorn's h11 protocol object fed the bytes of a request and writing its 
 transport in memory: everything the server does per request except the sockets, without wrk
 sharing the machine. The apps take turns in short rounds and the median of each is reported,
 which makes this far steadier than the network section; the target is judged over the network.
+`--uvicorn standard`: httptools' protocol object in uvloop's event loop instead.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import time
 from typing import Any
 
 from common import Row, Section, median_ratio, ratio, run_alone
-from network import APPS
+from network import APPS, SERVERS, missing, run_loop, uvicorn_option
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+TITLE = "3b. Demo shop through uvicorn's protocol in process (no sockets)"
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nAccept-Language: de\r\n\r\n"
 
 
@@ -54,11 +55,12 @@ class MemoryTransport(asyncio.Transport):
 class Connection:
     """One keep-alive connection to one app."""
 
-    def __init__(self, app: str) -> None:
+    def __init__(self, app: str, uvicorn: str = "plain") -> None:
         module, _, name = app.partition(":")
-        config = Config(getattr(importlib.import_module(module), name), log_level="warning", access_log=False)
+        asgi = getattr(importlib.import_module(module), name)
+        config = Config(asgi, http=SERVERS[uvicorn][0], log_level="warning", access_log=False)
         config.load()
-        self.protocol = H11Protocol(config, ServerState(), {}, asyncio.get_running_loop())
+        self.protocol = config.http_protocol_class(config, ServerState(), {}, asyncio.get_running_loop())
         self.transport = MemoryTransport()
         self.protocol.connection_made(self.transport)
 
@@ -71,10 +73,10 @@ class Connection:
         return response
 
 
-async def _measure(smoke: bool) -> Section:
-    section = Section("3b. Demo shop through uvicorn's protocol in process (no sockets)", "µs per request")
+async def _measure(smoke: bool, uvicorn: str) -> Section:
+    section = Section(TITLE, "µs per request")
     rounds, per_round = (3, 50) if smoke else (60, 500)
-    connections = {name: Connection(app) for name, app in APPS.items()}
+    connections = {name: Connection(app, uvicorn) for name, app in APPS.items()}
     responses = {name: await connection.request() for name, connection in connections.items()}
     bodies = {name: response.partition(b"\r\n\r\n")[2] for name, response in responses.items()}
     if b"Willkommen" not in bodies["with middleware"] or any(
@@ -103,18 +105,22 @@ async def _measure(smoke: bool) -> Section:
         " round). The least replaying middleware (`floor_shop.py`) digests the request's headers as the"
         " middleware does, wraps `send`, compares the app's answer with the one it saw and sends the"
         " personalized page's bytes: no route table, switches, consent, policy or bounded cache."
+        f" uvicorn's {SERVERS[uvicorn][0]} protocol in {SERVERS[uvicorn][1]}'s event loop."
     )
     return section
 
 
-def measure(smoke: bool = False) -> Section:
+def measure(smoke: bool = False, uvicorn: str = "plain") -> Section:
+    reason = missing(uvicorn)
+    if reason:
+        return Section(TITLE, "µs per request", skipped=reason)
     for app in APPS.values():
         importlib.import_module(app.partition(":")[0])  # before the loop: one of them runs the shop at import
-    return asyncio.run(_measure(smoke))
+    return run_loop(_measure(smoke, uvicorn), uvicorn)
 
 
 def main() -> None:
-    run_alone(__doc__, measure, "a few short rounds")
+    run_alone(__doc__, measure, "a few short rounds", uvicorn_option)
 
 
 if __name__ == "__main__":
