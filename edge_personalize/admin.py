@@ -12,7 +12,6 @@ import binascii
 import hashlib
 import hmac
 import os
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -113,7 +112,7 @@ async def admin(middleware: PersonalizeMiddleware, scope: Scope, receive: Receiv
 def page_values(middleware: PersonalizeMiddleware, query: dict[str, str]) -> dict[str, Any]:
     config = middleware.config
     switches = middleware.switches.current()
-    counts: Counter[tuple[str, str]] = middleware.counts
+    counts = middleware.counts
     slots = []
     for name, slot in config.slots.items():
         slots.append(
@@ -122,7 +121,7 @@ def page_values(middleware: PersonalizeMiddleware, query: dict[str, str]) -> dic
                 "on": switches.allows("slot", name),
                 "enabled": slot.enabled,
                 "holdout": slot.holdout,
-                "held_out": counts[(name, "(holdout)")],
+                "held_out": counts.get((name, "(holdout)"), 0),
                 "variants": [
                     {
                         "name": variant.name,
@@ -131,7 +130,7 @@ def page_values(middleware: PersonalizeMiddleware, query: dict[str, str]) -> dic
                         "enabled": variant.enabled,
                         "purpose": variant.purpose,
                         "when": describe(variant.when.to_data(), "en"),  # type: ignore[union-attr]
-                        "shown": counts[(name, variant.name)],
+                        "shown": counts.get((name, variant.name), 0),
                     }
                     for variant in slot.variants
                 ],

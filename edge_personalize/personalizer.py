@@ -11,7 +11,7 @@ import functools
 import hashlib
 import logging
 import random
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +61,7 @@ class Page:
     query_string: str
     charset: str
     decisions: dict[str, Decision]
-    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    counts: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     personalized: list[str] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
 
@@ -93,7 +93,9 @@ class Page:
 
     def replay(self, shown: tuple[tuple[str, str], ...]) -> None:
         """Count a page served from the page cache as if it had been rendered."""
-        self.counts.update(shown)
+        counts = self.counts
+        for item in shown:
+            counts[item] += 1
 
     def shown(self) -> tuple[tuple[str, str], ...]:
         held_out = [(name, "(holdout)") for name, d in self.decisions.items() if d.reason == "holdout"]
