@@ -97,7 +97,7 @@ async def admin(middleware: PersonalizeMiddleware, scope: Scope, receive: Receiv
         if level not in LEVELS:
             return PlainTextResponse("Bad Request: unknown level", status_code=400)
         try:
-            middleware.switches.set(level, form.get("name", ""), form.get("on") == "1")
+            middleware.set_switch(level, form.get("name", ""), form.get("on") == "1")
         except (SwitchStoreError, ValueError) as exc:
             return PlainTextResponse(f"Switch not changed: {exc}", status_code=503)
         return Response(status_code=303, headers={"location": f"{prefix}/admin"})

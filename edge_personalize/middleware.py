@@ -36,12 +36,15 @@ from edge_personalize.preview import PREVIEW_PARAM, Previews, Simulation
 from edge_personalize.replay import Replay, ReplayKey, byte_pairs, key_inputs
 from edge_personalize.rewriter import SlotRewriter
 from edge_personalize.routes import RoutePlan, RouteTable
-from edge_personalize.switches import Switches, open_store
+from edge_personalize.switches import Level, Switches, open_store
 
 logger = logging.getLogger("edge_personalize")
 Keep = tuple[BoundedCache[Replay], ReplayKey]  # where a response is kept to be sent again, and its key
 TRACE_HEADER = b"x-personalize-trace"  # the owner asks for a trace of a live page with it
 FIRST_BYTES = 8 * 1024  # of a streamed body, sent before the rest of its first chunk is rewritten
+# How often requests look for a new policy file and new switches, in seconds: once per this
+# interval, not on every request (the policy file is read at most once a second all the same).
+LOOK_AGAIN = 0.1
 
 # Charsets in which ASCII bytes mean ASCII characters, so markup can be found in raw bytes.
 ASCII_COMPATIBLE = frozenset(
@@ -92,6 +95,8 @@ class PersonalizeMiddleware:
             self.config, self.readers.cache_keys, enabled=not disabled, consent_dependent=self.consent_dependent
         )
         self.switches = open_store(self.config.resolve(self.config.owner.switches), self.config.owner.redis_url)
+        self._switches = self.switches.current()  # what requests follow, looked at again every LOOK_AGAIN
+        self._look_again_at = time.monotonic() + LOOK_AGAIN
         self.owner = Owner(self.config, self.signing_keys, owner_auth)
         self.previews = Previews(self.signing_keys)
         # How often each variant was shown since start, and how many views were held out: no visitor data.
@@ -119,8 +124,9 @@ class PersonalizeMiddleware:
                 send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
             return
-        if self._policy is not None and self._policy.changed():
-            self._reload(self._policy.path)
+        now = time.monotonic()
+        if now >= self._look_again_at:
+            self._look_again(now)
         path: str = scope["path"]
         if path.startswith(self._endpoint_root):
             await self.endpoints(scope, receive, send)
@@ -130,7 +136,7 @@ class PersonalizeMiddleware:
             await self.app(scope, receive, send)
             return
         query: bytes = scope.get("query_string", b"")
-        switches = self.switches.current()
+        switches = self._switches
         key = self._replay_key(scope, query, plan, switches)
         # Where the response may be kept: the policy's own cache as the request began (a reload
         # meanwhile keeps nothing in the new one).
@@ -218,6 +224,18 @@ class PersonalizeMiddleware:
             await onward(message)
 
         return send_again
+
+    def set_switch(self, level: Level, name: str, on: bool) -> None:
+        """Turn one switch on or off for every worker (see `SwitchStore.set`), and here from the next request."""
+        self.switches.set(level, name, on)
+        self._switches = self.switches.current()
+
+    def _look_again(self, now: float) -> None:
+        self._look_again_at = now + LOOK_AGAIN
+        if self._policy is not None and self._policy.changed():
+            self._reload(self._policy.path)  # with its own switches, looked at as it was built
+        else:
+            self._switches = self.switches.current()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def send_and_close(message: Message) -> None:

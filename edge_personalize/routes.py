@@ -36,8 +36,11 @@ class RouteTable:
         """`cache_keys` maps each signal a shared cache can key on to the request headers it is read
         from (empty for one read from the URL only); any other signal makes a response private, and
         so does the visitor's consent when the site keeps anything that needs it."""
-        self._entries: list[tuple[str | None, re.Pattern[str] | None, RoutePlan | None]] = []
         self._plans: list[tuple[Route, RoutePlan | None]] = []
+        # A path written out is looked up at once, any other one matched against the patterns in
+        # order; a path a pattern above it matches, or listed twice, is left to that earlier route.
+        self._exact: dict[str, RoutePlan | None] = {}
+        self._patterns: list[tuple[re.Pattern[str], RoutePlan | None]] = []
         for route in config.routes:
             plan = (
                 _plan(config, route, cache_keys, consent_dependent)
@@ -46,9 +49,9 @@ class RouteTable:
             )
             self._plans.append((route, plan))
             if "{" in route.path:
-                self._entries.append((None, compile_path(route.path)[0], plan))
-            else:
-                self._entries.append((route.path, None, plan))
+                self._patterns.append((compile_path(route.path)[0], plan))
+            elif route.path not in self._exact and not any(pattern.match(route.path) for pattern, _ in self._patterns):
+                self._exact[route.path] = plan
 
     def plan_for(self, route: Route) -> RoutePlan | None:
         """The plan of a configured route; None when it is switched off or has no slots."""
@@ -56,11 +59,10 @@ class RouteTable:
 
     def match(self, path: str) -> RoutePlan | None:
         """The plan of the first route matching `path`; None when unmatched or switched off."""
-        for exact, pattern, plan in self._entries:
-            if exact is not None:
-                if exact == path:
-                    return plan
-            elif pattern is not None and pattern.match(path):
+        if path in self._exact:
+            return self._exact[path]
+        for pattern, plan in self._patterns:
+            if pattern.match(path):
                 return plan
         return None
 

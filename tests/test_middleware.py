@@ -148,9 +148,19 @@ def test_unmatched_paths_and_disabled_routes_pass_through_untouched() -> None:
     assert disabled.get("/", headers=GERMAN).headers.get("vary") is None
 
 
-def test_first_matching_route_wins() -> None:
-    routes = (Route("/{rest:path}", enabled=False), Route("/", slots=("hero",)))
-    assert "Willkommen" not in client_for(routes=routes).get("/", headers=GERMAN).text
+@pytest.mark.parametrize(
+    ("routes", "personalized"),
+    [
+        ((Route("/{rest:path}", enabled=False), Route("/", slots=("hero",))), {"/": False, "/other": False}),
+        ((Route("/", slots=("hero",)), Route("/{rest:path}", enabled=False)), {"/": True, "/other": False}),
+        ((Route("/{rest:path}", slots=("hero",)), Route("/other", enabled=False)), {"/": True, "/other": True}),
+        ((Route("/", enabled=False), Route("/", slots=("hero",))), {"/": False, "/other": False}),
+        ((Route("/", slots=("hero",)), Route("/", enabled=False)), {"/": True, "/other": False}),
+    ],
+)
+def test_first_matching_route_wins(routes: tuple[Route, ...], personalized: dict[str, bool]) -> None:
+    client = client_for(routes=routes)
+    assert {path: "Willkommen" in client.get(path, headers=GERMAN).text for path in personalized} == personalized
 
 
 def test_standard_param_serves_the_page_exactly_as_the_app_made_it() -> None:

@@ -203,9 +203,9 @@ def test_a_switch_turned_off_applies_to_the_next_request(tmp_path: Path) -> None
     middleware = _middleware(tmp_path)
     client = TestClient(middleware)
     assert "Willkommen" in client.get("/", headers=GERMAN).text
-    middleware.switches.set("variant", "hero/german-speakers", False)
+    middleware.set_switch("variant", "hero/german-speakers", False)
     assert "Willkommen" not in client.get("/", headers=GERMAN).text
-    middleware.switches.set("variant", "hero/german-speakers", True)
+    middleware.set_switch("variant", "hero/german-speakers", True)
     assert "Willkommen" in client.get("/", headers=GERMAN).text
 
 
@@ -231,7 +231,7 @@ def test_a_new_body_from_the_app_takes_the_place_of_the_kept_one(tmp_path: Path)
     for version in (0, 1, 0, 1):
         text = client.get("/", headers=GERMAN).text
         assert f"intro {version}" in text and "Willkommen" in text
-    [(kept, _)] = middleware.responses._items.values()  # one response kept for one set of request values
+    [kept] = middleware.responses._items.values()  # one response kept for one set of request values
     assert b"intro 1" in kept.source and b"intro 1" in kept.body
 
 
@@ -251,7 +251,7 @@ def test_a_body_sent_in_parts_is_made_afresh_and_leaves_the_kept_response(tmp_pa
     for _ in range(3):
         sent = _asgi(middleware, (b"accept-language", b"de"))
         pages.append(b"".join(message.get("body", b"") for message in sent[1:]))
-        [kept] = [value for value, _ in middleware.responses._items.values()]
+        [kept] = middleware.responses._items.values()
         assert kept.body == pages[0]
     assert pages[0] == pages[1] == pages[2] and b"Willkommen" in pages[0]
 
@@ -285,7 +285,7 @@ def test_the_same_body_with_other_headers_from_the_app_is_not_answered_from_befo
             assert value in response.headers.get(name, "")
         assert ("Willkommen" in response.text) == rewritten
         # The first response gave way, and the second took its place if it may be kept at all.
-        assert [dict(value.app_headers).get(b"x-version") for value, _ in middleware.responses._items.values()] == (
+        assert [dict(value.app_headers).get(b"x-version") for value in middleware.responses._items.values()] == (
             [b"2"] if kept else []
         )
 
@@ -533,3 +533,16 @@ def test_the_caches_are_bounded_by_entries_as_well_as_bytes() -> None:
         cache.put(key, b"x", 1)
     assert len(cache) == 3
     assert cache.get(9) == b"x" and cache.get(0) is None
+
+
+def test_the_oldest_values_go_first_and_a_discarded_one_frees_its_bytes() -> None:
+    cache: BoundedCache[int] = BoundedCache(max_bytes=10, max_item_bytes=10)
+    cache.put("a", 1, 4)
+    cache.put("b", 2, 4)
+    assert cache.get("a") == 1
+    cache.put("c", 3, 4)  # 12 bytes: "a", the oldest, goes
+    assert [cache.get(key) for key in "abc"] == [None, 2, 3]
+    cache.discard("b")
+    cache.put("d", 4, 6)  # fits once the bytes of "b" are freed
+    cache.put("e", 5, 11)  # larger than any value kept
+    assert [cache.get(key) for key in "bcde"] == [None, 3, 4, None]
