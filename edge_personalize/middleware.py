@@ -233,9 +233,8 @@ class PersonalizeMiddleware:
     def _look_again(self, now: float) -> None:
         self._look_again_at = now + LOOK_AGAIN
         if self._policy is not None and self._policy.changed():
-            self._reload(self._policy.path)  # with its own switches, looked at as it was built
-        else:
-            self._switches = self.switches.current()
+            self._reload(self._policy.path)
+        self._switches = self.switches.current()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def send_and_close(message: Message) -> None:
