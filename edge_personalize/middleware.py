@@ -211,7 +211,7 @@ class PersonalizeMiddleware:
                 counts = self.counts
                 for shown in kept.shown:
                     counts[shown] += 1
-                await send({**start, "status": kept.status, "headers": list(kept.headers)})
+                await send({**start, "headers": list(kept.headers)})  # the status was checked above
                 await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else kept.body})
                 return
             # The app answers otherwise now (or what was sent no longer holds): made afresh, and that
