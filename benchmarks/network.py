@@ -151,12 +151,14 @@ def wrk_at_once(ports: dict[str, int], *, seconds: int, connections: int) -> dic
 SHORT = {"same page, no middleware": "same page", "least replaying middleware": "least middleware"}
 
 
+def _against_bare_column(name: str) -> str:
+    return f"{SHORT.get(name, name.removeprefix('with '))} ÷ bare"
+
+
 def _against_bare(values: dict[str, float | None]) -> dict[str, float | None]:
     """Each server's number, then each against the bare app's."""
     bare = values["bare app"]
-    ratios = {
-        f"{SHORT.get(name, name.removeprefix('with '))} ÷ bare": ratio(value, bare) for name, value in values.items()
-    }
+    ratios = {_against_bare_column(name): ratio(value, bare) for name, value in values.items()}
     return {**values, **{name: value for name, value in ratios.items() if name != "bare app ÷ bare"}}
 
 
@@ -167,7 +169,7 @@ def _shares(
     with 95% confidence."""
     bare = [result["rps"] for result in rounds_of["bare app"]]
     shares = {
-        f"{SHORT.get(name, name.removeprefix('with '))} ÷ bare": paired_ratios([r["rps"] for r in results], bare)
+        _against_bare_column(name): paired_ratios([result["rps"] for result in results], bare)
         for name, results in rounds_of.items()
         if name != "bare app"
     }
